@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python ≥ 3.11 and pip:
+#   make demo   set up .venv, run a real small sweep on the embedded data (ranking, plots, best model)
+#   make test   set up .venv, lint, run the test suite
+# TORCH picks the torch to install when none is importable yet (an installed one is always kept),
+# e.g. make demo TORCH="torch==2.13.0 --index-url <PyTorch CPU wheel index>".
+
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+
+.PHONY: setup demo test lint format bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@# A torch already importable by $(PYTHON) (say a CUDA build) stays visible inside the venv.
+	if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[foundation,dev]"
+	$(PY) -m pip install -q --no-deps toto-ts==0.2.0
+	touch $@
+
+demo: setup
+	$(PY) sweeps/tft.py --mode quick --folds 2 --seeds 2 --name demo_tft --overwrite
+
+test: setup lint
+	$(PY) -m pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""Kronos search spaces: data only. Strategy builders live in search_spaces.strategies."""
+
+from ray import tune
+
+# The released Kronos-small with its tokenizer; the predictor fine-tuned at upstream's predictor
+# learning rate (4e-5) on a frozen tokenizer. Same values as trainables.kronos.DEFAULTS.
+BASELINE = {
+    "pretrained": "NeoQuasar/Kronos-small",
+    "tokenizer": "NeoQuasar/Kronos-Tokenizer-base",
+    "init": "pretrained",
+    "size": "tiny",  # used by init="scratch" only
+    "context_length": 256,
+    "prediction_length": 5,
+    "learning_rate": 4e-5,
+    "tokenizer_steps": 0,
+    "predictor_steps": 200,
+    "batch_size": 32,
+    "temperature": 1.0,
+    "top_p": 0.9,
+    "num_samples": 10,
+}
+
+PRIORITY = [
+    # balanced: the full context Kronos-small was trained with, a faster learning rate
+    {"context_length": 512, "learning_rate": 3e-4, "batch_size": 32},
+    # larger context: 1024 would need a model trained on it (Kronos-mini, max 2048, with
+    # Kronos-Tokenizer-2k). Kronos-small's max is 512, so this point uses 512 at the baseline rate.
+    {"context_length": 512},
+    {"learning_rate": 1e-4, "batch_size": 16},
+    # zero-shot: the released weights as they are
+    {"tokenizer_steps": 0, "predictor_steps": 0},
+]
+
+QUICK = {"learning_rate": [4e-5, 3e-4], "tokenizer_steps": [0, 100]}
+
+GRID = {"learning_rate": [4e-5, 1e-4, 3e-4], "context_length": [128, 256, 512]}
+
+FULL = {
+    "learning_rate": [2e-5, 5e-5, 1e-4, 3e-4],
+    "context_length": [128, 256, 512],
+    "tokenizer_steps": [0, 100],
+}
+
+PARAM_RANGES = {
+    "context_length": [64, 128, 256, 512],
+    "learning_rate": [1e-5, 4e-5, 1e-4, 3e-4],
+    "tokenizer_steps": [0, 50, 200],
+    "predictor_steps": [0, 100, 200, 500],
+    "batch_size": [16, 32, 64],
+    "temperature": [0.6, 0.8, 1.0, 1.2],
+    "top_p": [0.8, 0.9, 1.0],
+    "num_samples": [5, 10, 20],
+}
+
+OPTUNA = {
+    "learning_rate": tune.loguniform(1e-5, 1e-3),
+    "context_length": tune.choice([128, 256, 512]),
+    "tokenizer_steps": tune.choice([0, 100]),  # whether to fine-tune the tokenizer
+    "predictor_steps": tune.qrandint(50, 500, 50),
+    "batch_size": tune.choice([16, 32, 64]),
+    "temperature": tune.uniform(0.5, 1.2),
+    "top_p": tune.uniform(0.7, 1.0),
+    "num_samples": tune.choice([5, 10, 20]),
+}

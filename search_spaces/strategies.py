@@ -1,0 +1,108 @@
+"""Turn a model's search-space data into Tune search algorithms.
+
+Every mode except `optuna` becomes an explicit list of configurations evaluated through
+BasicVariantGenerator(points_to_evaluate=...), so `--max-runs` caps it exactly and each
+configuration is one trial.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+MODES = ("grid", "quick", "full", "priority", "ofat", "optuna")
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the Tuner needs: constants + domains, the algorithm and how many trials."""
+
+    param_space: dict[str, Any]
+    algorithm: BasicVariantGenerator | Searcher
+    num_samples: int
+
+
+def grid(baseline: dict, ranges: dict[str, list]) -> list[dict]:
+    """Every combination of `ranges`, each on top of `baseline`."""
+    keys = list(ranges)
+    return _unique([{**baseline, **dict(zip(keys, values))} for values in itertools.product(*ranges.values())])
+
+
+def ofat(baseline: dict, ranges: dict[str, list]) -> list[dict]:
+    """The baseline, then each parameter moved alone through its values."""
+    runs = [dict(baseline)]
+    for key, values in ranges.items():
+        runs += [{**baseline, key: v} for v in values if v != baseline.get(key)]
+    return _unique(runs)
+
+
+def priority(baseline: dict, points: list[dict]) -> list[dict]:
+    """Hand-picked configurations (partial overrides of the baseline), in order."""
+    return _unique([{**baseline, **p} for p in points])
+
+
+def _unique(configs: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for c in configs:
+        key = json.dumps(c, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def configurations(mode: str, spaces: Any, baseline: dict, ranges: dict, points: list[dict] | None) -> list[dict]:
+    """The explicit configuration list of a non-Optuna mode."""
+    if mode == "grid":
+        return grid(baseline, ranges or spaces.GRID)
+    if mode == "quick":
+        return grid(baseline, spaces.QUICK)
+    if mode == "full":
+        return grid(baseline, spaces.FULL)
+    if mode == "priority":
+        return priority(baseline, points if points is not None else spaces.PRIORITY)
+    if mode == "ofat":
+        return ofat(baseline, ranges or spaces.PARAM_RANGES)
+    raise ValueError(f"mode {mode!r} has no explicit configuration list")
+
+
+def build(
+    mode: str,
+    spaces: Any,
+    baseline: dict,
+    *,
+    ranges: dict | None = None,
+    points: list[dict] | None = None,
+    max_runs: int | None = None,
+    num_samples: int = 20,
+    metric: str = "robust_score",
+    metric_mode: str = "min",
+    max_concurrent: int = 2,
+    optuna_storage: str | None = None,
+    study_name: str = "sweep",
+    seed: int = 0,
+) -> Search:
+    """The search for `mode`; `optuna_storage` is a SQLite file path for the study."""
+    if mode != "optuna":
+        configs = configurations(mode, spaces, baseline, ranges or {}, points)[:max_runs]
+        return Search(dict(baseline), BasicVariantGenerator(points_to_evaluate=configs), len(configs))
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    space = {**baseline, **spaces.OPTUNA}
+    storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_storage}") if optuna_storage else None
+    searcher = OptunaSearch(
+        metric=metric,
+        mode=metric_mode,
+        points_to_evaluate=[{k: baseline[k] for k in spaces.OPTUNA}],
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        storage=storage,
+        study_name=study_name,
+    )
+    n = min(num_samples, max_runs) if max_runs else num_samples
+    return Search(space, ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), n)

@@ -1,0 +1,169 @@
+"""The command line shared by every `sweeps/<model>.py`: flags → SweepSpec → validated sweep."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from search_spaces.strategies import MODES
+from sweeps import store
+from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, parse_seeds, read_config_file
+from trainables import registry
+from trainables.data import Columns, DataError
+from trainables.folds import FoldError
+
+
+def parser(model: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"python sweeps/{model}.py",
+        description=f"Sweep {model} hyperparameters over walk-forward folds × replica seeds with Ray Tune.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("what to search")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="grid: param_ranges (or the model's GRID); quick/full: small/large grids; priority: "
+                   "hand-picked configs; ofat: baseline + one factor at a time; optuna: TPE search "
+                   "(default: ofat when --config has param_ranges, else quick)")
+    g.add_argument("--max-runs", type=int, help="cap on the number of configurations")
+    g.add_argument("--num-samples", type=int, default=20, help="Optuna trials (mode optuna)")
+    g.add_argument("--config", help="sweep JSON file (training_config, param_ranges, folds, seeds; see README)")
+    g.add_argument("--configs", help="JSON list of configurations for --mode priority (e.g. optuna_top_k_configs.json)")
+    g.add_argument("--metric", default="val_pct_mae", help="validation metric the robust score is built on")
+    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds")
+    g.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
+    d = p.add_argument_group("data and folds")
+    d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
+    d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX or NDX")
+    d.add_argument("--timestamp-col", default="timestamp", help="timestamp column of --data")
+    d.add_argument("--asset-col", help="asset-id column of --data (default: 'asset' if present)")
+    d.add_argument("--target-col", default="close", help="price column to forecast")
+    d.add_argument("--features", default=None, help="feature set (BASELINE_FEATURES, RETURNS_ONLY, NONE)")
+    d.add_argument("--folds", type=int, help="generate N walk-forward folds (default 2, or the config file's folds)")
+    d.add_argument("--window", choices=("expanding", "rolling"), default="expanding", help="generated folds' train window")
+    d.add_argument("--train-size", type=int, default=1000, help="rows of a rolling train window")
+    d.add_argument("--val-size", type=int, default=126, help="rows of each generated val window")
+    d.add_argument("--test-size", type=int, default=126, help="rows of each generated test window")
+    d.add_argument("--seeds", help="replica seeds: a count (e.g. 2) or a list (7,11,13); default 2")
+    r = p.add_argument_group("where and how it runs")
+    r.add_argument("--storage", default="results", help="results root: local directory or s3://bucket/prefix")
+    r.add_argument("--name", help="sweep name (default: <model>_<mode>); results go to <storage>/<name>")
+    r.add_argument("--resume", action="store_true", help="continue the interrupted sweep of that name (Tune restore)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing sweep of the same name")
+    r.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
+    r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per unit of a trial")
+    r.add_argument("--gpus-per-trial", type=float, help="GPUs per unit (fractions allowed; default 1 if the cluster has GPUs)")
+    r.add_argument("--parallel-units", type=int, default=1, help="units of one trial run in parallel as Ray tasks")
+    r.add_argument("--max-concurrent", type=int, help="concurrent trials (default: what the resources allow)")
+    r.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial from its last fold checkpoint")
+    r.add_argument("--fail-fast", action="store_true", help="stop the whole sweep at the first failed configuration")
+    r.add_argument("--notes", default="", help="free text recorded with the sweep")
+    return p
+
+
+def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
+    """Merge defaults, the config file and flags (flags win) into a checked SweepSpec."""
+    entry = registry.get(model)
+    fields = read_config_file(args.config) if args.config else {}
+    mode = args.mode or ("ofat" if fields.get("param_ranges") else "quick")
+    folds = fields.get("folds", FoldPlan())
+    if args.folds is not None or not folds.explicit:
+        folds = FoldPlan(
+            n=args.folds if args.folds is not None else 2, window=args.window, train_size=args.train_size,
+            val_size=args.val_size, test_size=args.test_size,
+        )
+    spec = SweepSpec(
+        model=model,
+        mode=mode,
+        name=args.name or fields.get("name") or f"{model}_{mode}",
+        storage=args.storage,
+        data=args.data,
+        asset=args.asset,
+        columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
+        features=args.features or fields.get("features", "BASELINE_FEATURES"),
+        folds=folds,
+        seeds=parse_seeds(args.seeds) if args.seeds else fields.get("seeds", (7, 11)),
+        training_config=fields.get("training_config", {}),
+        param_ranges=fields.get("param_ranges", {}),
+        points=_read_points(args.configs) if args.configs else None,
+        max_runs=args.max_runs,
+        num_samples=args.num_samples,
+        metric=args.metric,
+        scheduler=args.scheduler,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        parallel_units=args.parallel_units,
+        max_concurrent=args.max_concurrent,
+        max_failures=args.max_failures,
+        address=args.address,
+        seed=args.seed,
+        notes=args.notes or fields.get("notes", ""),
+        fail_fast=args.fail_fast,
+        overwrite=args.overwrite,
+    )
+    check(spec, entry.spaces().BASELINE, list(registry.MODELS))
+    _check_metric(spec.metric)
+    return spec
+
+
+def _check_metric(metric: str) -> None:
+    from trainables.metrics import mode_of
+
+    if not metric.startswith("val_"):
+        raise SpecError(f"--metric {metric!r} must be a validation metric (val_…): select on val, report test")
+    try:
+        mode_of(metric)
+    except KeyError:
+        raise SpecError(f"--metric {metric!r} is not a known metric") from None
+
+
+def _read_points(path: str) -> list[dict]:
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SpecError(f"--configs {path!r}: {exc}") from None
+    if isinstance(raw, dict) and "configs" in raw:
+        raw = raw["configs"]
+    if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw) or not raw:
+        raise SpecError(f"--configs {path!r} must hold a non-empty JSON list of configuration objects")
+    return [c.get("config", c) for c in raw]
+
+
+def resumed_spec(model: str, args: argparse.Namespace) -> SweepSpec:
+    """The recorded spec of the sweep to resume: --name, else the newest sweep of this model."""
+    name = args.name or _latest_sweep(model, args.storage)
+    path = f"{args.storage.rstrip('/')}/{name}/sweep.json"
+    if not store.exists(path):
+        raise SpecError(f"--resume: nothing to resume at {args.storage}/{name} (no sweep.json)")
+    spec = SweepSpec.from_json(json.loads(store.read_text(path))["spec"])
+    if spec.model != model:
+        raise SpecError(f"--resume: sweep {name!r} is a {spec.model} sweep, not {model}")
+    return spec.with_(resume=True, address=args.address or spec.address, storage=args.storage)
+
+
+def _latest_sweep(model: str, storage: str) -> str:
+    best, newest = None, ""
+    for name in store.list_dirs(storage):
+        path = f"{storage.rstrip('/')}/{name}/sweep.json"
+        if store.exists(path):
+            meta = json.loads(store.read_text(path))
+            if meta["spec"]["model"] == model and meta["started"] > newest:
+                best, newest = name, meta["started"]
+    if best is None:
+        raise SpecError(f"--resume: no {model} sweep under {storage!r} to resume")
+    return best
+
+
+def main(model: str, argv: list[str] | None = None) -> int:
+    """Entry point of `python sweeps/<model>.py`; returns the exit code."""
+    args = parser(model).parse_args(argv)
+    try:
+        spec = resumed_spec(model, args) if args.resume else spec_from_args(model, args)
+        from sweeps import driver
+
+        prepared = driver.prepare(spec)
+    except (SpecError, DataError, FoldError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return driver.run(spec, prepared)

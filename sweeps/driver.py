@@ -1,0 +1,184 @@
+"""Run a validated SweepSpec on Ray Tune: prepare (no Ray), then fit or restore, then summarise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from search_spaces import strategies
+from sweeps import provenance, store
+from sweeps.spec import SpecError, SweepSpec
+from trainables import folds as fold_mod
+from trainables import registry
+from trainables.data import load_prices
+from trainables.features import add_features
+from trainables.folds import Fold
+
+
+@dataclass(frozen=True)
+class Prepared:
+    frame: pd.DataFrame
+    features: tuple[str, ...]
+    folds: tuple[Fold, ...]
+
+
+def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
+    """The largest value `key` can take in this sweep (for checking fold lengths)."""
+    spaces = registry.get(spec.model).spaces()
+    values = [baseline[key], *spec.param_ranges.get(key, [])]
+    if spec.mode in ("quick", "full", "grid", "priority"):
+        grid = {"quick": spaces.QUICK, "full": spaces.FULL, "grid": spec.param_ranges or spaces.GRID}
+        values += grid.get(spec.mode, {}).get(key, [])
+        values += [p[key] for p in (spec.points or spaces.PRIORITY) if key in p] if spec.mode == "priority" else []
+    if spec.mode == "ofat":
+        values += (spec.param_ranges or spaces.PARAM_RANGES).get(key, [])
+    if spec.mode == "optuna" and key in spaces.OPTUNA:
+        dom = spaces.OPTUNA[key]
+        values += list(getattr(dom, "categories", [])) or [getattr(dom, "upper", baseline[key])]
+    return int(max(values))
+
+
+def prepare(spec: SweepSpec) -> Prepared:
+    """Load and check everything the sweep needs, before Ray starts; raise on bad input."""
+    entry = registry.get(spec.model)
+    if importlib.util.find_spec(entry.package) is None:
+        raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
+    frame, features = add_features(load_prices(spec.data, spec.asset, spec.columns), spec.features)
+    ts = frame["timestamp"]
+    fp = spec.folds
+    folds = fp.explicit or tuple(fold_mod.generate(ts, fp.n, fp.val_size, fp.test_size, fp.window, fp.train_size))
+    base = spec.baseline(entry.spaces().BASELINE)
+    context, horizon = _longest(spec, entry.context_key, base), _longest(spec, entry.horizon_key, base)
+    fold_mod.validate(list(folds), ts, context, horizon)
+    _check_target(spec)
+    return Prepared(frame, features, folds)
+
+
+def _check_target(spec: SweepSpec) -> None:
+    if spec.resume:
+        return
+    if store.exists(spec.sweep_dir) and not spec.overwrite:
+        raise SpecError(f"sweep {spec.sweep_dir!r} already exists: use --resume, --overwrite or another --name")
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    root = str(provenance.ROOT)
+    # Local workers must import this project wherever they start; a cluster ships it itself.
+    runtime_env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
+    ray.init(address=address, runtime_env=runtime_env if address is None else None, include_dashboard=False,
+             log_to_driver=True)
+
+
+def _resources(spec: SweepSpec):
+    import ray
+    from ray import tune
+
+    gpus = spec.gpus_per_trial
+    if gpus is None:
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    unit = {"CPU": spec.cpus_per_trial, "GPU": gpus}
+    if spec.parallel_units == 1:
+        return tune.PlacementGroupFactory([unit]), gpus
+    # The trial actor only orchestrates: a sliver of CPU; its unit tasks take the real bundles.
+    return tune.PlacementGroupFactory([{"CPU": 0.01}] + [unit] * spec.parallel_units), gpus
+
+
+def _record(spec: SweepSpec, prepared: Prepared) -> None:
+    meta = {
+        "spec": spec.to_json(),
+        "folds": [f.as_dict() for f in prepared.folds],
+        "started": datetime.now(timezone.utc).isoformat(),
+        **provenance.git_state(),
+        "versions": provenance.versions(),
+        "notes": spec.notes,
+    }
+    store.write_text(f"{spec.sweep_dir}/sweep.json", store.dumps(meta))
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"
+
+
+def run(spec: SweepSpec, prepared: Prepared) -> int:
+    """Fit (or restore) the Tune experiment, then print the ranking; returns the exit code."""
+    import ray
+    from ray import tune
+
+    from sweeps import summary
+    from trainables.nested import Plan, train
+
+    t0 = time.perf_counter()
+    _init_ray(spec.address)
+    entry = registry.get(spec.model)
+    resources, gpus = _resources(spec)
+    local = "://" not in spec.storage
+    storage = os.path.abspath(spec.storage) if local else spec.storage
+    plan = Plan(
+        model=spec.model, folds=prepared.folds, seeds=spec.seeds, features=prepared.features, metric=spec.metric,
+        parallel_units=spec.parallel_units, cpus_per_unit=spec.cpus_per_trial, gpus_per_unit=gpus,
+        live_log_root=os.path.join(storage, spec.name) if local else None,
+    )
+    trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frame=prepared.frame), resources)
+    path = f"{storage.rstrip('/')}/{spec.name}"
+    if spec.resume:
+        if not tune.Tuner.can_restore(path):
+            raise SystemExit(f"error: {path} holds no restorable Tune experiment")
+        print(f"Resuming {path}")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        if spec.overwrite and local and os.path.isdir(path):
+            import shutil
+
+            shutil.rmtree(path)
+        _record(spec, prepared)
+        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources())
+    results = tuner.fit()
+    print(summary.describe(spec, path, results, time.perf_counter() - t0))
+    return 0
+
+
+def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    base = spec.baseline(entry.spaces().BASELINE)
+    per_trial = spec.cpus_per_trial * spec.parallel_units
+    concurrent = spec.max_concurrent or max(1, int(cluster.get("CPU", 1) // per_trial))
+    search = strategies.build(
+        spec.mode, entry.spaces(), base, ranges=spec.param_ranges, points=spec.points, max_runs=spec.max_runs,
+        num_samples=spec.num_samples, max_concurrent=concurrent, seed=spec.seed, study_name=spec.name,
+        optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
+    )
+    scheduler = (
+        ASHAScheduler(time_attr="training_iteration", max_t=len(plan.folds), grace_period=1, reduction_factor=2)
+        if spec.scheduler == "asha"
+        else FIFOScheduler()
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=search.param_space,
+        tune_config=tune.TuneConfig(
+            metric="robust_score", mode="min", search_alg=search.algorithm, scheduler=scheduler,
+            num_samples=search.num_samples, max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+            trial_dirname_creator=_trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=spec.name,
+            storage_path=storage,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=spec.fail_fast),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            verbose=1,
+        ),
+    )

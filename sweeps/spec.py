@@ -1,0 +1,254 @@
+"""A sweep, as one frozen dataclass, built from CLI flags and an optional JSON file.
+
+Everything is validated here, before Ray starts: a bad value raises SpecError with a one-line
+message naming the field, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from search_spaces.strategies import MODES
+from trainables.data import Columns
+from trainables.features import FEATURE_SETS
+from trainables.folds import Fold, FoldError, parse_fold
+
+FILE_KEYS = {
+    "output_subdir", "features", "replica_seeds", "walk_forward", "training_config",
+    "split_config", "param_ranges", "notes",
+}
+DEFAULT_SEEDS = (7, 11, 13, 42, 123, 2024, 31337, 5, 17, 19)
+
+
+class SpecError(ValueError):
+    """A sweep setting is invalid; the message names the field and the value."""
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """Explicit folds, or how to generate them from the data."""
+
+    explicit: tuple[Fold, ...] = ()
+    n: int = 2
+    window: str = "expanding"
+    train_size: int = 1000
+    val_size: int = 126
+    test_size: int = 126
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    model: str
+    mode: str = "quick"
+    name: str = ""
+    storage: str = "results"
+    data: str | None = None
+    asset: str | None = None
+    columns: Columns = Columns()
+    features: str = "BASELINE_FEATURES"
+    folds: FoldPlan = FoldPlan()
+    seeds: tuple[int, ...] = (7, 11)
+    training_config: dict[str, Any] = field(default_factory=dict)
+    param_ranges: dict[str, list] = field(default_factory=dict)
+    points: list[dict] | None = None
+    max_runs: int | None = None
+    num_samples: int = 20
+    metric: str = "val_pct_mae"
+    scheduler: str = "fifo"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float | None = None
+    parallel_units: int = 1
+    max_concurrent: int | None = None
+    max_failures: int = 1
+    address: str | None = None
+    seed: int = 0
+    notes: str = ""
+    fail_fast: bool = False
+    resume: bool = False
+    overwrite: bool = False
+
+    @property
+    def sweep_dir(self) -> str:
+        return _join(self.storage, self.name)
+
+    def baseline(self, model_baseline: dict) -> dict:
+        """The model's baseline with the file's training_config on top (`seed` is not a hyperparameter)."""
+        overrides = {k: v for k, v in self.training_config.items() if k != "seed"}
+        return {**model_baseline, **overrides}
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["folds"]["explicit"] = [f.as_dict() for f in self.folds.explicit]
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict) -> SweepSpec:
+        raw = dict(raw)
+        fp = dict(raw["folds"])
+        fp["explicit"] = tuple(Fold(**f) for f in fp["explicit"])
+        raw["folds"] = FoldPlan(**fp)
+        raw["columns"] = Columns(**raw["columns"])
+        raw["seeds"] = tuple(raw["seeds"])
+        return cls(**raw)
+
+    def with_(self, **changes: Any) -> SweepSpec:
+        return replace(self, **changes)
+
+
+def _join(storage: str, name: str) -> str:
+    return f"{storage.rstrip('/')}/{name}" if "://" in storage else os.path.join(storage, name)
+
+
+def read_config_file(path: str) -> dict:
+    """Parse and check the sweep JSON file's shape; returns SweepSpec field overrides."""
+    if not os.path.isfile(path):
+        raise SpecError(f"config file {path!r} does not exist")
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"config file {path!r} is not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"config file {path!r} must hold a JSON object")
+    unknown = sorted(set(raw) - FILE_KEYS)
+    if unknown:
+        raise SpecError(f"config file {path!r}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(FILE_KEYS))})")
+    out: dict[str, Any] = {}
+    if "output_subdir" in raw:
+        out["name"] = _name(raw["output_subdir"], "output_subdir")
+    if "features" in raw:
+        out["features"] = raw["features"]
+    if "replica_seeds" in raw:
+        out["seeds"] = _seeds(raw["replica_seeds"], "replica_seeds")
+    if "training_config" in raw:
+        out["training_config"] = _dict(raw["training_config"], "training_config")
+    if "param_ranges" in raw:
+        out["param_ranges"] = _ranges(raw["param_ranges"])
+    if "notes" in raw:
+        out["notes"] = str(raw["notes"])
+    folds = _file_folds(raw)
+    if folds:
+        out["folds"] = FoldPlan(explicit=folds)
+    return out
+
+
+def _file_folds(raw: dict) -> tuple[Fold, ...]:
+    wf = raw.get("walk_forward")
+    if wf is not None:
+        wf = _dict(wf, "walk_forward")
+        extra = sorted(set(wf) - {"enabled", "folds"})
+        if extra:
+            raise SpecError(f"walk_forward: unknown key {extra[0]!r}")
+        if not isinstance(wf.get("enabled", True), bool):
+            raise SpecError(f"walk_forward.enabled must be true or false, got {wf['enabled']!r}")
+    if wf is not None and wf.get("enabled", True):
+        folds = wf.get("folds")
+        if not isinstance(folds, list) or not folds:
+            raise SpecError("walk_forward.folds must be a non-empty list when walk_forward.enabled is true")
+        try:
+            return tuple(parse_fold(f, f"walk_forward.folds[{i}]") for i, f in enumerate(folds))
+        except FoldError as exc:
+            raise SpecError(str(exc)) from None
+    if "split_config" in raw:
+        try:
+            return (parse_fold({"name": "split", **_dict(raw["split_config"], "split_config")}, "split_config"),)
+        except FoldError as exc:
+            raise SpecError(str(exc)) from None
+    return ()
+
+
+def _dict(value: Any, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    text = str(value)
+    if not text or "/" in text or text.startswith("."):
+        raise SpecError(f"{where} {value!r} must be a plain directory name")
+    return text
+
+
+def _seeds(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise SpecError(f"{where} must be a non-empty list of integers, got {value!r}")
+    if len(set(value)) != len(value):
+        raise SpecError(f"{where} has duplicates: {value!r}")
+    return tuple(value)
+
+
+def _ranges(value: Any) -> dict[str, list]:
+    value = _dict(value, "param_ranges")
+    for key, values in value.items():
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"param_ranges.{key} must be a non-empty list, got {values!r}")
+    return value
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 3` → the first three default seeds; `--seeds 7,11` → exactly those."""
+    try:
+        if "," not in text:
+            n = int(text)
+            if not 1 <= n <= len(DEFAULT_SEEDS):
+                raise SpecError(f"--seeds {text}: give 1..{len(DEFAULT_SEEDS)} or a comma list of seeds")
+            return DEFAULT_SEEDS[:n]
+        return _seeds([int(s) for s in text.split(",")], "--seeds")
+    except ValueError:
+        raise SpecError(f"--seeds {text!r} is neither a count nor a comma list of integers") from None
+
+
+def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None:
+    """Field-level checks that need no data and no Ray."""
+    if spec.model not in model_names:
+        raise SpecError(f"unknown model {spec.model!r} (known: {', '.join(model_names)})")
+    if spec.mode not in MODES:
+        raise SpecError(f"--mode {spec.mode!r} is not one of {', '.join(MODES)}")
+    if spec.features not in FEATURE_SETS:
+        raise SpecError(f"features {spec.features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
+    known = set(model_baseline) | {"seed"}
+    for where, keys in (("training_config", spec.training_config), ("param_ranges", spec.param_ranges)):
+        bad = sorted(set(keys) - known)
+        if bad:
+            raise SpecError(f"{where}.{bad[0]} is not a {spec.model} hyperparameter (known: {', '.join(sorted(known))})")
+    for key, value in spec.baseline(model_baseline).items():
+        _same_type(model_baseline[key], value, f"training_config.{key}")
+    for key, values in spec.param_ranges.items():
+        for v in values:
+            _same_type(model_baseline[key], v, f"param_ranges.{key}")
+    _positive(spec)
+
+
+def _same_type(default: Any, value: Any, where: str) -> None:
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) == isinstance(default, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise SpecError(f"{where} must be {type(default).__name__}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise SpecError(f"{where} must not be negative, got {value!r}")
+
+
+def _positive(spec: SweepSpec) -> None:
+    checks = {
+        "--max-runs": (spec.max_runs, 1), "--num-samples": (spec.num_samples, 1),
+        "--cpus-per-trial": (spec.cpus_per_trial, 0.01), "--parallel-units": (spec.parallel_units, 1),
+        "--folds": (spec.folds.n, 1), "--val-size": (spec.folds.val_size, 1), "--test-size": (spec.folds.test_size, 1),
+        "--train-size": (spec.folds.train_size, 1), "--max-failures": (spec.max_failures, 0),
+    }
+    for flag, (value, low) in checks.items():
+        if value is not None and value < low:
+            raise SpecError(f"{flag} must be at least {low}, got {value}")
+    if spec.gpus_per_trial is not None and spec.gpus_per_trial < 0:
+        raise SpecError(f"--gpus-per-trial must be ≥ 0, got {spec.gpus_per_trial}")
+    if spec.max_concurrent is not None and spec.max_concurrent < 1:
+        raise SpecError(f"--max-concurrent must be at least 1, got {spec.max_concurrent}")

@@ -1,0 +1,88 @@
+"""Shared fixtures: one Ray instance per test session, tiny sweep settings, synthetic prices."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+
+# A tiny TFT: one epoch of three batches, so a unit takes about a second on one core.
+TINY_TFT = {
+    "max_encoder_length": 20,
+    "max_prediction_length": 2,
+    "batch_size": 32,
+    "max_epochs": 1,
+    "limit_train_batches": 3,
+    "hidden_size": 8,
+    "attention_head_size": 1,
+    "hidden_continuous_size": 4,
+}
+# Small rolling folds at the end of the embedded S&P 500 series.
+TINY_FOLDS = ["--window", "rolling", "--train-size", "200", "--val-size", "20", "--test-size", "20"]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """The test session's one local Ray instance (2 CPUs, 1 fake GPU, small object store)."""
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        object_store_memory=300 * 1024**2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture()
+def tiny_config(tmp_path) -> str:
+    """A sweep JSON file with a tiny TFT training_config."""
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps({"training_config": TINY_TFT}))
+    return str(path)
+
+
+def sweep_args(storage, config: str, *extra: str) -> list[str]:
+    """CLI arguments of a tiny, CPU-only sweep into `storage`."""
+    return ["--config", config, "--storage", str(storage), "--gpus-per-trial", "0", *TINY_FOLDS, *extra]
+
+
+def synthetic_prices(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A geometric random walk with OHLCV columns on business days."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "timestamp": pd.bdate_range("2015-01-01", periods=n),
+            "open": close * (1 + rng.normal(0, 0.002, n)),
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(1_000, 10_000, n).astype(float),
+        }
+    )
+
+
+def run_cli(*args: str, timeout: int = 300):
+    """Run `python sweeps/tft.py ARGS` in a subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "sweeps" / "tft.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )

@@ -1,0 +1,154 @@
+"""Chronos-2 adapter on a tiny randomly initialised model, loaded through the real weights path."""
+
+from __future__ import annotations
+
+import glob
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trainables.adapter import UnitData, Window
+from trainables.chronos2 import DEFAULTS, Chronos2Adapter, build_pipeline
+from trainables.weights import WeightsNotFound
+
+torch.set_num_threads(1)
+
+N_ROWS = 400
+ORIGINS = np.arange(300, 346)  # val-window origins; each forecasts 5 steps
+
+
+def _random_walk_frame(n: int = N_ROWS, seed: int = 0) -> pd.DataFrame:
+    """Daily OHLCV from a geometric random walk (no `arch` dependency)."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
+    return pd.DataFrame(
+        {
+            "timestamp": pd.bdate_range("2020-01-01", periods=n),
+            "open": close * (1 + rng.normal(0, 0.002, n)),
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": rng.integers(1_000_000, 2_000_000, n).astype(float),
+        }
+    )
+
+
+def _unit(frame: pd.DataFrame) -> UnitData:
+    return UnitData(frame, (), Window(0, 300), Window(300, 350), Window(350, N_ROWS))
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> str:
+    """A tiny random Chronos-2 saved like a downloaded checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny_chronos2")
+    build_pipeline({"init": "scratch", "size": "tiny"}).save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def data() -> UnitData:
+    return _unit(_random_walk_frame())
+
+
+@pytest.fixture(scope="module")
+def config(tiny_dir) -> dict:
+    return {
+        **DEFAULTS,
+        "pretrained": tiny_dir,
+        "init": "pretrained",
+        "context_length": 64,
+        "prediction_length": 5,
+        "learning_rate": 1e-3,
+        "num_steps": 3,
+        "batch_size": 8,
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(config, data, tmp_path_factory):
+    log_dir = str(tmp_path_factory.mktemp("logs"))
+    adapter = Chronos2Adapter(config, seed=7)
+    facts = adapter.fit(data, log_dir)
+    return adapter, facts, log_dir
+
+
+def _scalars(log_dir: str) -> dict[str, list[float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(log_dir)
+    acc.Reload()
+    return {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_fit_writes_losses_to_tensorboard(fitted):
+    _, facts, log_dir = fitted
+    assert glob.glob(f"{log_dir}/events.out.tfevents.*")
+    scalars = _scalars(log_dir)
+    assert len(scalars["train/loss"]) == 3  # one per step
+    assert scalars["eval/loss"] and np.all(np.isfinite(scalars["eval/loss"]))
+    assert facts["num_steps"] == 3 and np.isfinite(facts["train_loss"]) and np.isfinite(facts["best_eval_loss"])
+    # The Trainer's weight copies are removed; nothing is written under the CWD.
+    assert not glob.glob(f"{log_dir}/chronos2_trainer/checkpoint-*")
+
+
+def test_predict_shape_and_finite(fitted, data):
+    adapter, _, _ = fitted
+    forecast = adapter.predict(data, ORIGINS)
+    assert forecast.shape == (len(ORIGINS), 5)
+    assert np.all(np.isfinite(forecast))
+
+
+def test_save_load_gives_identical_forecasts(fitted, data, tmp_path):
+    adapter, _, _ = fitted
+    adapter.save(str(tmp_path / "ckpt"))
+    loaded = Chronos2Adapter.load(str(tmp_path / "ckpt"))
+    assert loaded.config == adapter.config and loaded.seed == adapter.seed
+    np.testing.assert_array_equal(loaded.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
+
+
+def test_no_leakage_from_values_at_or_after_origin(fitted, data):
+    adapter, _, _ = fitted
+    cut = 320
+    frame = data.frame.copy()
+    frame.loc[cut:, "close"] *= 3.0  # a huge change from the cut on
+    before = adapter.predict(data, ORIGINS)
+    after = adapter.predict(_unit(frame), ORIGINS)  # same batch mixes clean and changed contexts
+    unaffected = ORIGINS <= cut
+    np.testing.assert_array_equal(after[unaffected], before[unaffected])
+    assert not np.allclose(after[~unaffected], before[~unaffected])  # the test can see a change
+
+
+def test_fit_is_deterministic_for_a_seed(fitted, config, data):
+    adapter, _, _ = fitted
+    again = Chronos2Adapter(config, seed=7)
+    again.fit(data, None)
+    np.testing.assert_array_equal(again.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
+
+
+def test_zero_shot(config, data, tmp_path):
+    adapter = Chronos2Adapter({**config, "num_steps": 0}, seed=0)
+    assert adapter.fit(data, str(tmp_path)) == {"num_steps": 0.0}
+    forecast = adapter.predict(data, ORIGINS)
+    assert forecast.shape == (len(ORIGINS), 5) and np.all(np.isfinite(forecast))
+
+
+def test_lora_uses_peft(config, data, tmp_path):
+    adapter = Chronos2Adapter({**config, "finetune_mode": "lora", "lora_r": 4, "lora_alpha": 8}, seed=0)
+    adapter.fit(data, str(tmp_path / "logs"))
+    names = [name for name, _ in adapter.pipeline.model.named_parameters()]
+    assert any("lora" in name for name in names)
+    forecast = adapter.predict(data, ORIGINS)
+    assert np.all(np.isfinite(forecast))
+    # Saved with LoRA merged in: loads without peft or the base checkpoint, same forecasts.
+    adapter.save(str(tmp_path / "ckpt"))
+    loaded = Chronos2Adapter.load(str(tmp_path / "ckpt"))
+    assert not any("lora" in name for name, _ in loaded.pipeline.model.named_parameters())
+    np.testing.assert_allclose(loaded.predict(data, ORIGINS), forecast, rtol=1e-4)
+
+
+def test_missing_weights_raise(config):
+    with pytest.raises(WeightsNotFound):
+        Chronos2Adapter({**config, "pretrained": "/no/such/dir"}, seed=0).fit(_unit(_random_walk_frame()), None)

@@ -1,0 +1,60 @@
+"""Search spaces are data; strategy builders turn them into Tune searches."""
+
+import pytest
+from ray import tune
+
+from search_spaces import strategies
+from trainables import registry
+
+BASE = {"a": 1, "b": 0.1, "c": "x"}
+
+
+def test_grid_is_the_full_product_on_the_baseline():
+    configs = strategies.grid(BASE, {"a": [1, 2, 3], "b": [0.1, 0.2]})
+    assert len(configs) == 6
+    assert all(c["c"] == "x" for c in configs)
+
+
+def test_ofat_moves_one_factor_at_a_time():
+    configs = strategies.ofat(BASE, {"a": [1, 2, 3], "b": [0.5]})
+    assert configs[0] == BASE
+    assert configs[1:] == [{**BASE, "a": 2}, {**BASE, "a": 3}, {**BASE, "b": 0.5}]
+
+
+def test_priority_fills_the_baseline_and_drops_duplicates():
+    configs = strategies.priority(BASE, [{}, {"a": 5}, {"a": 5}])
+    assert configs == [BASE, {**BASE, "a": 5}]
+
+
+def test_max_runs_caps_every_explicit_mode():
+    spaces = registry.get("tft").spaces()
+    for mode in ("grid", "quick", "full", "priority", "ofat"):
+        search = strategies.build(mode, spaces, spaces.BASELINE, max_runs=2)
+        assert search.num_samples == min(2, len(strategies.configurations(mode, spaces, spaces.BASELINE, {}, None)))
+
+
+def test_optuna_search_uses_sqlite_and_a_concurrency_limit(tmp_path):
+    from ray.tune.search import ConcurrencyLimiter
+
+    spaces = registry.get("tft").spaces()
+    db = tmp_path / "study.db"
+    search = strategies.build("optuna", spaces, spaces.BASELINE, num_samples=7, optuna_storage=str(db),
+                              max_concurrent=3)
+    assert isinstance(search.algorithm, ConcurrencyLimiter) and search.algorithm.max_concurrent == 3
+    assert search.num_samples == 7
+    assert search.param_space["batch_size"] == spaces.BASELINE["batch_size"]
+    search.algorithm.set_search_properties("robust_score", "min", search.param_space)
+    assert db.exists()
+
+
+@pytest.mark.parametrize("name", list(registry.MODELS))
+def test_every_space_is_consistent_with_its_baseline(name):
+    spaces = registry.get(name).spaces()
+    keys = set(spaces.BASELINE)
+    for grid in (spaces.QUICK, spaces.GRID, spaces.FULL, spaces.PARAM_RANGES, spaces.OPTUNA):
+        assert set(grid) <= keys
+    for point in spaces.PRIORITY:
+        assert set(point) <= keys
+    for key, domain in spaces.OPTUNA.items():
+        if isinstance(spaces.BASELINE[key], int) and not isinstance(domain, tune.search.sample.Categorical):
+            assert isinstance(domain, tune.search.sample.Integer), f"{key} is an int: use an integer domain"

@@ -1,0 +1,153 @@
+"""The sweep config file and CLI: every bad value exits 2 with a one-line message, writing nothing."""
+
+import json
+import re
+
+import pytest
+from conftest import TINY_TFT, run_cli
+
+from sweeps.spec import SpecError, read_config_file
+
+FOLD = {"name": "wf_1", "train_start": "20100101", "train_end": "20151231", "val_start": "20160101",
+        "val_end": "20161231", "test_start": "20170101", "test_end": "20181231"}
+ISSUE_EXAMPLE = {
+    "output_subdir": "tft_encoder_length",
+    "features": "BASELINE_FEATURES",
+    "replica_seeds": [7, 11, 13],
+    "walk_forward": {"enabled": True, "folds": [{"name": "wf_1", "train_start": "20100101",
+                     "train_end": "20151231", "val_start": "20160101", "val_end": "20161231",
+                     "test_start": "20170101", "test_end": "20181231"}]},
+    "training_config": {"max_encoder_length": 120, "max_prediction_length": 1, "batch_size": 64, "max_epochs": 20,
+                        "learning_rate": 0.0005, "hidden_size": 32, "attention_head_size": 2, "dropout": 0.1,
+                        "hidden_continuous_size": 8, "seed": 42, "early_stopping_patience": 5,
+                        "early_stopping_min_delta": 0.0},
+    "split_config": {"train_start": "20100101", "train_end": "20151231", "val_start": "20160101",
+                     "val_end": "20161231", "test_start": "20170101", "test_end": "20181231"},
+    "param_ranges": {"max_encoder_length": [120, 150, 180, 210]},
+}
+
+
+def _write(tmp_path, obj, name="sweep.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(obj) if not isinstance(obj, str) else obj)
+    return str(path)
+
+
+def test_issue_example_parses(tmp_path):
+    fields = read_config_file(_write(tmp_path, ISSUE_EXAMPLE))
+    assert fields["name"] == "tft_encoder_length"
+    assert fields["seeds"] == (7, 11, 13)
+    assert [f.name for f in fields["folds"].explicit] == ["wf_1"]
+    assert fields["param_ranges"] == {"max_encoder_length": [120, 150, 180, 210]}
+
+
+def test_split_config_is_used_when_walk_forward_is_off(tmp_path):
+    raw = {**ISSUE_EXAMPLE, "walk_forward": {"enabled": False}}
+    fields = read_config_file(_write(tmp_path, raw))
+    assert [f.name for f in fields["folds"].explicit] == ["split"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": 1}, "unknown key 'colour'"),
+        ({"replica_seeds": [7, "x"]}, "replica_seeds must be a non-empty list of integers"),
+        ({"replica_seeds": [7, 7]}, "replica_seeds has duplicates"),
+        ({"walk_forward": {"enabled": True, "folds": []}}, "walk_forward.folds must be a non-empty list"),
+        ({"walk_forward": {"enabled": "yes"}}, "walk_forward.enabled must be true or false"),
+        ({"walk_forward": {"enabled": True, "folds": [{"name": "a"}]}}, r"folds\[0\]: missing 'train_start'"),
+        ({"param_ranges": {"hidden_size": 8}}, "param_ranges.hidden_size must be a non-empty list"),
+        ({"training_config": [1]}, "training_config must be an object"),
+        ({"output_subdir": "../escape"}, "output_subdir .* plain directory name"),
+    ],
+)
+def test_bad_config_names_the_field(tmp_path, change, message):
+    with pytest.raises(SpecError, match=message):
+        read_config_file(_write(tmp_path, {**ISSUE_EXAMPLE, **change}))
+
+
+def test_not_json(tmp_path):
+    with pytest.raises(SpecError, match="not valid JSON"):
+        read_config_file(_write(tmp_path, "{oops"))
+
+
+CLI_CASES = [
+    (["--mode", "random"], "invalid choice: 'random'"),
+    (["--max-runs", "0"], "--max-runs must be at least 1"),
+    (["--cpus-per-trial", "0"], "--cpus-per-trial must be at least"),
+    (["--seeds", "x,y"], "--seeds 'x,y'"),
+    (["--data", "missing.parquet"], "data file 'missing.parquet' does not exist"),
+    (["--asset", "FTSE"], "--asset 'FTSE' is not in the embedded data"),
+    (["--folds", "400"], "--folds 400: not enough rows"),
+    (["--metric", "test_pct_mae"], "must be a validation metric"),
+    (["--metric", "val_bogus"], "not a known metric"),
+    (["--features", "MAGIC"], "features 'MAGIC' is not a feature set"),
+    (["--config", "nope.json"], "config file 'nope.json' does not exist"),
+    (["--configs", "nope.json"], "--configs 'nope.json'"),
+    (["--resume", "--name", "never_ran"], "nothing to resume"),
+]
+
+
+def _main(args, capsys):
+    """Run the CLI in-process; returns (exit code, stderr)."""
+    from sweeps.cli import main
+
+    try:
+        code = main("tft", args)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", CLI_CASES)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, message):
+    storage = tmp_path / "results"
+    code, err = _main([*args, "--storage", str(storage)], capsys)
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
+    assert re.search(message, last), err
+    assert not storage.exists()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"training_config": {**TINY_TFT, "hidden_size": "big"}}, "training_config.hidden_size must be int"),
+        ({"training_config": {"colour": 1}}, "training_config.colour is not a tft hyperparameter"),
+        ({"param_ranges": {"learning_rate": [-1.0]}}, "param_ranges.learning_rate must not be negative"),
+        ({"training_config": {"max_encoder_length": 6000}}, "train window has .* rows, needs at least 6001"),
+        (
+            {"walk_forward": {"enabled": True, "folds": [{**FOLD, "test_end": "20251231"}]}},
+            "fall outside the data",
+        ),
+    ],
+)
+def test_cli_bad_hyperparameters_in_file(tmp_path, capsys, config, message):
+    storage = tmp_path / "results"
+    code, err = _main(["--config", _write(tmp_path, config), "--storage", str(storage)], capsys)
+    assert code == 2 and re.search(message, err), err
+    assert not storage.exists()
+
+
+def test_bad_input_from_the_shell_is_one_line_without_traceback(tmp_path):
+    proc = run_cli("--data", str(tmp_path / "prices.parquet"), "--storage", str(tmp_path / "r"), timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: data file '{tmp_path / 'prices.parquet'}' does not exist"
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_sweep_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "results" / "tft_quick").mkdir(parents=True)
+    (tmp_path / "results" / "tft_quick" / "keep.txt").write_text("x")
+    code, err = _main(["--storage", str(tmp_path / "results")], capsys)
+    assert code == 2 and "already exists" in err
+    assert (tmp_path / "results" / "tft_quick" / "keep.txt").read_text() == "x"
+
+
+def test_help_explains_every_flag():
+    proc = run_cli("--help", timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--mode", "--max-runs", "--num-samples", "--config", "--data", "--asset", "--folds", "--seeds",
+                 "--storage", "--name", "--resume", "--address", "--cpus-per-trial", "--gpus-per-trial",
+                 "--parallel-units", "--scheduler", "--seed", "--notes", "--fail-fast"):
+        assert flag in proc.stdout

@@ -1,0 +1,89 @@
+"""The contract every forecaster adapter fulfils.
+
+An adapter holds only what is special about one model: build or load it, fit it on a
+training window, forecast from rolling origins, save and load its weights. The fold × seed
+loop, metrics, reporting and checkpointing live once, in `trainables.nested`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Window:
+    """Half-open row range [start, stop) of one asset's frame."""
+
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class UnitData:
+    """What one (fold, seed) unit trains and forecasts on.
+
+    `frame` is one asset's rows sorted by time with the columns `timestamp, open, high, low,
+    close, volume` plus the feature columns named in `features`. Row i of `frame` is day i.
+    """
+
+    frame: pd.DataFrame
+    features: tuple[str, ...]
+    train: Window
+    val: Window
+    test: Window
+    target: str = "close"
+
+
+class Adapter(ABC):
+    """One forecaster. Subclasses set `name` and implement the five methods below."""
+
+    name: str = ""
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        self.config = dict(config)
+        self.seed = seed
+        self.device = device
+
+    @staticmethod
+    @abstractmethod
+    def context_length(config: dict[str, Any]) -> int:
+        """Rows of history each forecast reads (before its origin)."""
+
+    @staticmethod
+    @abstractmethod
+    def horizon(config: dict[str, Any]) -> int:
+        """Steps forecast from each origin."""
+
+    @abstractmethod
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+        """Train on `data.train` (early-stop on `data.val` if the model does).
+
+        Fitted statistics (scalers, normalisers) may use the training window or a forecast's
+        own context window only. Per-step/epoch losses go to TensorBoard under `log_dir`.
+        Returns small training facts (e.g. epochs run, final losses) for the unit's record.
+        """
+
+    @abstractmethod
+    def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        """Point forecasts of shape (len(origins), horizon) of `data.target`.
+
+        Row k forecasts rows origins[k] .. origins[k] + horizon - 1 and may read only rows
+        before origins[k] (at most `context_length` of them).
+        """
+
+    @abstractmethod
+    def save(self, path: str) -> None:
+        """Write everything `load` needs into directory `path`."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str, device: str = "cpu") -> Adapter:
+        """Rebuild a fitted adapter saved by `save`."""

@@ -1,0 +1,297 @@
+"""Chronos-2 (Amazon) adapter: zero-shot, full or LoRA fine-tuning through `Chronos2Pipeline.fit`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import shutil
+import tempfile
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model, Chronos2Pipeline
+from transformers.trainer_callback import TrainerCallback
+
+from trainables import weights
+from trainables.adapter import Adapter, UnitData
+
+DEFAULTS: dict[str, Any] = {
+    "pretrained": "amazon/chronos-2",
+    "init": "pretrained",
+    "size": "tiny",
+    "context_length": 256,
+    "prediction_length": 1,
+    "learning_rate": 1e-5,
+    "num_steps": 200,
+    "batch_size": 32,
+    "finetune_mode": "full",
+    "lora_r": 8,
+    "lora_alpha": 16,
+}
+
+# Randomly initialised architectures for init="scratch" (tests, ablations, offline machines).
+_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4},
+    "small": {"d_model": 128, "d_kv": 32, "d_ff": 256, "num_layers": 4, "num_heads": 4},
+}
+
+# 21 levels as in the released model; long-horizon unrolling needs 0.1 … 0.9 among them.
+_QUANTILES = [0.01, 0.05] + [round(0.05 * k, 2) for k in range(2, 19)] + [0.95, 0.99]
+
+# Same modules the pipeline adapts by default in LoRA mode.
+_LORA_TARGETS = [
+    "self_attention.q",
+    "self_attention.k",
+    "self_attention.v",
+    "self_attention.o",
+    "output_patch_embedding.output_layer",
+]
+
+# Trainer log key → TensorBoard tag.
+_TB_TAGS = {
+    "loss": "train/loss",
+    "eval_loss": "eval/loss",
+    "learning_rate": "train/learning_rate",
+    "grad_norm": "train/grad_norm",
+}
+
+_PREDICT_BATCH = 256  # series per forward pass at inference
+_MAX_VAL_ORIGINS = 32  # rolling validation origins used for the eval loss
+_META_FILE = "adapter.json"
+
+
+def _scratch_model(size: str, context_length: int = 2048) -> Chronos2Model:
+    """A randomly initialised Chronos-2 with the released architecture, shrunk to `size`."""
+    if size not in _SIZES:
+        raise ValueError(f"size must be one of {sorted(_SIZES)}, got {size!r}")
+    chronos_config = {
+        "context_length": context_length,
+        "input_patch_size": 16,
+        "input_patch_stride": 16,
+        "output_patch_size": 16,
+        "max_output_patches": 4,
+        "quantiles": _QUANTILES,
+        "use_reg_token": True,
+        "use_arcsinh": True,
+        "time_encoding_scale": context_length,
+    }
+    config = Chronos2CoreConfig(**_SIZES[size], chronos_config=chronos_config)
+    config.architectures = ["Chronos2Model"]  # from_pretrained looks the class up by this name
+    return Chronos2Model(config)
+
+
+def build_pipeline(config: dict[str, Any], device: str = "cpu") -> Chronos2Pipeline:
+    """Load (init="pretrained") or randomly build (init="scratch") the pipeline on `device`."""
+    if config["init"] == "pretrained":
+        pipeline = Chronos2Pipeline.from_pretrained(weights.resolve(config["pretrained"]))
+    elif config["init"] == "scratch":
+        pipeline = Chronos2Pipeline(model=_scratch_model(config["size"]))
+    else:
+        raise ValueError(f"init must be 'pretrained' or 'scratch', got {config['init']!r}")
+    pipeline.model.to(device)
+    pipeline.model.eval()
+    return pipeline
+
+
+class _TensorBoardLosses(TrainerCallback):
+    """Writes the Trainer's logged losses to TensorBoard and remembers the last values."""
+
+    def __init__(self, log_dir: str | None) -> None:
+        self.last: dict[str, float] = {}
+        self.best_eval = float("inf")
+        self._writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key, tag in _TB_TAGS.items():
+            if logs and key in logs:
+                value = float(logs[key])
+                self.last[key] = value
+                if key == "eval_loss":
+                    self.best_eval = min(self.best_eval, value)
+                if self._writer is not None:
+                    self._writer.add_scalar(tag, value, state.global_step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _series(data: UnitData) -> np.ndarray:
+    return data.frame[data.target].to_numpy(dtype=np.float32)
+
+
+def _validation_inputs(data: UnitData, context: int, horizon: int) -> list[np.ndarray] | None:
+    """Rolling windows over the val range, each ending `horizon` steps after its origin.
+
+    The pipeline's validation dataset scores the last `horizon` values of each series, so
+    a window [origin - context, origin + horizon) is one val origin, as in evaluation.
+    """
+    first, last = max(data.val.start, 1), data.val.stop - horizon
+    if last < first:
+        return None
+    origins = np.unique(np.linspace(first, last, num=min(_MAX_VAL_ORIGINS, last - first + 1)).astype(int))
+    y = _series(data)
+    return [y[max(0, o - context) : o + horizon] for o in origins]
+
+
+def _eval_every(num_steps: int) -> int:
+    # ~10 evaluations per run, never sparser than the pipeline's own default of 100 steps.
+    return max(1, min(100, num_steps // 10))
+
+
+def _drop_trainer_checkpoints(output_dir: str) -> None:
+    """Remove the Trainer's weight copies: the adapter keeps the model and `save` writes it."""
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path) and (name.startswith("checkpoint-") or name == "finetuned-ckpt"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class Chronos2Adapter(Adapter):
+    """Chronos-2 forecasts the target from its own past (univariate, no covariates)."""
+
+    name = "chronos2"
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__({**DEFAULTS, **config}, seed, device)
+        self.pipeline: Chronos2Pipeline | None = None
+
+    @staticmethod
+    def context_length(config: dict[str, Any]) -> int:
+        return int(config["context_length"])
+
+    @staticmethod
+    def horizon(config: dict[str, Any]) -> int:
+        return int(config["prediction_length"])
+
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+        _seed_everything(self.seed)  # before building: a scratch model's init depends on it
+        self.pipeline = build_pipeline(self.config, self.device)
+        num_steps = int(self.config["num_steps"])
+        if num_steps <= 0:
+            return {"num_steps": 0.0}
+        if log_dir is not None:
+            os.makedirs(log_dir, exist_ok=True)
+            return self._finetune(data, log_dir, os.path.join(log_dir, "chronos2_trainer"))
+        with tempfile.TemporaryDirectory(prefix="chronos2_") as tmp:
+            return self._finetune(data, None, tmp)
+
+    def _finetune(self, data: UnitData, log_dir: str | None, output_dir: str) -> dict[str, float]:
+        """Run `Chronos2Pipeline.fit` and keep the fine-tuned pipeline."""
+        cfg = self.config
+        context, horizon, num_steps = self.context_length(cfg), self.horizon(cfg), int(cfg["num_steps"])
+        train = _series(data)[data.train.start : data.train.stop]
+        losses = _TensorBoardLosses(log_dir)
+        every = _eval_every(num_steps)
+        try:
+            self.pipeline = self.pipeline.fit(
+                inputs=[train],
+                prediction_length=horizon,
+                validation_inputs=_validation_inputs(data, context, horizon),
+                finetune_mode=cfg["finetune_mode"],
+                lora_config=self._lora_config(),
+                context_length=context,
+                learning_rate=float(cfg["learning_rate"]),
+                num_steps=num_steps,
+                batch_size=int(cfg["batch_size"]),
+                output_dir=output_dir,
+                callbacks=[losses],
+                remove_printer_callback=True,
+                # Extra kwargs go to TrainingArguments; the Trainer reseeds from `seed` itself.
+                seed=self.seed,
+                logging_steps=1,
+                eval_steps=every,
+                save_steps=every,
+                disable_tqdm=True,
+            )
+        finally:
+            losses.close()
+        _drop_trainer_checkpoints(output_dir)
+        self.pipeline.model.eval()  # the Trainer leaves dropout on
+        facts = {
+            "num_steps": float(num_steps),
+            "train_loss": losses.last.get("loss", float("nan")),
+        }
+        if np.isfinite(losses.best_eval):
+            facts["best_eval_loss"] = losses.best_eval
+        return facts
+
+    def _lora_config(self):
+        if self.config["finetune_mode"] != "lora":
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=int(self.config["lora_r"]),
+            lora_alpha=int(self.config["lora_alpha"]),
+            target_modules=_LORA_TARGETS,
+        )
+
+    def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        if self.pipeline is None:
+            self.pipeline = build_pipeline(self.config, self.device)
+        context, horizon = self.context_length(self.config), self.horizon(self.config)
+        y = _series(data)
+        # Each origin gets its own slice, so no forecast can read a value at or after its origin.
+        contexts = [torch.from_numpy(y[max(0, int(o) - context) : int(o)]) for o in origins]
+        with self._autocast():
+            forecasts = self.pipeline.predict(
+                contexts,
+                prediction_length=horizon,
+                batch_size=_PREDICT_BATCH,
+                context_length=context,
+                cross_learning=False,  # True would let origins in one batch see each other's contexts
+            )
+        median = self.pipeline.quantiles.index(0.5)
+        return np.stack([f[0, median].float().numpy() for f in forecasts]).astype(np.float64)
+
+    def _autocast(self):
+        if str(self.device).startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def save(self, path: str) -> None:
+        if self.pipeline is None:
+            raise RuntimeError("nothing to save: call fit first")
+        os.makedirs(path, exist_ok=True)
+        Chronos2Pipeline(model=self._plain_model()).save_pretrained(path)
+        with open(os.path.join(path, _META_FILE), "w") as f:
+            # Tune/Optuna may hand numpy scalars; `.item()` turns them into JSON numbers.
+            json.dump(
+                {"config": self.config, "seed": self.seed},
+                f,
+                indent=2,
+                default=lambda v: v.item(),
+            )
+
+    def _plain_model(self) -> Chronos2Model:
+        """The model with any LoRA weights merged in, so a save needs no base checkpoint."""
+        model = self.pipeline.model
+        if hasattr(model, "merge_and_unload"):  # a peft model
+            model = copy.deepcopy(model).merge_and_unload()
+        return model
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> Chronos2Adapter:
+        with open(os.path.join(path, _META_FILE)) as f:
+            meta = json.load(f)
+        adapter = cls(meta["config"], meta["seed"], device)
+        adapter.pipeline = Chronos2Pipeline.from_pretrained(path)
+        adapter.pipeline.model.to(device)
+        adapter.pipeline.model.eval()
+        return adapter

@@ -1,0 +1,140 @@
+"""Load price series (parquet, CSV or the embedded S&P 500 / NASDAQ) and validate them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+EMBEDDED = {"SPX": "sp500", "NDX": "nasdaq"}
+
+
+class DataError(ValueError):
+    """Input data is unusable; the message names the file, column or value."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Names of the columns in the user's file; standard names inside the project."""
+
+    timestamp: str = "timestamp"
+    asset: str | None = None
+    open: str = "open"
+    high: str = "high"
+    low: str = "low"
+    close: str = "close"
+    volume: str = "volume"
+
+
+def load_prices(path: str | None, asset: str | None, columns: Columns = Columns()) -> pd.DataFrame:
+    """One asset's validated frame: timestamp + OHLCV, sorted, default integer index.
+
+    `path=None` loads the embedded series (`asset` SPX or NDX, default SPX).
+    """
+    if path is None:
+        return _validate(_embedded(asset or "SPX"), "embedded data", "close")
+    raw = _read_file(path)
+    frame = _select_asset(raw, path, asset, columns)
+    return _validate(_standardise(frame, path, columns), path, columns.close)
+
+
+def _embedded(asset: str) -> pd.DataFrame:
+    if asset not in EMBEDDED:
+        raise DataError(f"--asset {asset!r} is not in the embedded data (choose from {', '.join(EMBEDDED)})")
+    import importlib
+
+    raw = importlib.import_module(f"arch.data.{EMBEDDED[asset]}").load()
+    frame = raw.rename(columns=str.lower).reset_index(names="timestamp")
+    return frame[["timestamp", *PRICE_COLUMNS]].astype({c: "float64" for c in PRICE_COLUMNS})
+
+
+def _read_file(path: str) -> pd.DataFrame:
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path!r} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if ext in (".csv", ".txt"):
+            return pd.read_csv(path)
+    except Exception as exc:  # a broken file is a user error, not a crash
+        raise DataError(f"cannot read data file {path!r}: {exc}".splitlines()[0]) from None
+    raise DataError(f"data file {path!r} must be .parquet or .csv, not {ext or 'no extension'!r}")
+
+
+def _select_asset(raw: pd.DataFrame, path: str, asset: str | None, columns: Columns) -> pd.DataFrame:
+    name = columns.asset or ("asset" if "asset" in raw.columns else None)
+    if name is None:
+        if asset is not None:
+            raise DataError(f"--asset {asset!r} given but {path!r} has no asset column (use --asset-col)")
+        return raw
+    if name not in raw.columns:
+        raise DataError(f"asset column {name!r} missing from {path!r}")
+    assets = raw[name].astype(str)
+    if asset is None:
+        if assets.nunique() > 1:
+            names = ", ".join(sorted(assets.unique())[:5])
+            raise DataError(f"{path!r} holds several assets ({names}, ...): choose one with --asset")
+        return raw
+    if asset not in set(assets):
+        raise DataError(f"asset {asset!r} not found in column {name!r} of {path!r}")
+    return raw[assets == asset]
+
+
+def _standardise(raw: pd.DataFrame, path: str, columns: Columns) -> pd.DataFrame:
+    wanted = {"timestamp": columns.timestamp, **{c: getattr(columns, c) for c in PRICE_COLUMNS}}
+    # Only the target (close) is mandatory; missing O/H/L fall back to close, volume to NaN-free 0.
+    if columns.timestamp not in raw.columns:
+        raise DataError(f"timestamp column {columns.timestamp!r} missing from {path!r}")
+    if columns.close not in raw.columns:
+        raise DataError(f"target column {columns.close!r} missing from {path!r}")
+    out = pd.DataFrame({"timestamp": _parse_time(raw[columns.timestamp], path, columns.timestamp)})
+    for name in PRICE_COLUMNS:
+        source = wanted[name]
+        if source in raw.columns:
+            out[name] = _numeric(raw[source], path, source)
+        else:
+            out[name] = out["close"] if name != "volume" else 0.0
+    return out
+
+
+def _parse_time(col: pd.Series, path: str, name: str) -> np.ndarray:
+    try:
+        if pd.api.types.is_integer_dtype(col):  # 20100104-style dates
+            return pd.to_datetime(col.astype(str), format="%Y%m%d").to_numpy()
+        return pd.to_datetime(col).to_numpy()
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"column {name!r} of {path!r} is not a timestamp: {exc}".splitlines()[0]) from None
+
+
+def _numeric(col: pd.Series, path: str, name: str) -> np.ndarray:
+    if not pd.api.types.is_numeric_dtype(col):
+        values = pd.to_numeric(col, errors="coerce")
+        if values.isna().any():
+            bad = col[values.isna()].iloc[0]
+            raise DataError(f"column {name!r} of {path!r} is not numeric (value {bad!r})")
+        col = values
+    return col.to_numpy(dtype="float64")
+
+
+def _validate(frame: pd.DataFrame, source: str, close_name: str) -> pd.DataFrame:
+    close = frame["close"].to_numpy()
+    bad = ~np.isfinite(close)
+    if bad.any():
+        at = frame["timestamp"].iloc[int(np.argmax(bad))]
+        raise DataError(f"target column {close_name!r} of {source} has NaN/inf ({int(bad.sum())} rows, first at {at})")
+    ts = frame["timestamp"]
+    if ts.duplicated().any():
+        raise DataError(f"{source} has duplicate timestamps (first {ts[ts.duplicated()].iloc[0]})")
+    if not ts.is_monotonic_increasing:
+        raise DataError(f"{source} timestamps are not sorted (first out of order at row {_first_unsorted(ts)})")
+    for name in ("open", "high", "low", "volume"):
+        frame[name] = frame[name].fillna(frame["close"] if name != "volume" else 0.0)
+    return frame.reset_index(drop=True)
+
+
+def _first_unsorted(ts: pd.Series) -> int:
+    return int(np.argmax(ts.diff().dt.total_seconds().to_numpy()[1:] < 0)) + 1

@@ -1,0 +1,489 @@
+"""Kronos (NeoQuasar) adapter: two-stage fine-tuning written here, forecasts by repeated sampling.
+
+`kronos-finance` ships the upstream model code only (pinned: `_vendor` is a private path). Stage 1
+fine-tunes the tokenizer on reconstruction + BSQ loss, stage 2 the predictor on next-token
+cross-entropy over the frozen tokenizer's codes, as in upstream's `finetune/` scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
+from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
+
+from trainables import weights
+from trainables.adapter import Adapter, UnitData
+
+DEFAULTS: dict[str, Any] = {
+    "pretrained": "NeoQuasar/Kronos-small",
+    "tokenizer": "NeoQuasar/Kronos-Tokenizer-base",
+    "init": "pretrained",
+    "size": "tiny",
+    "context_length": 256,
+    "prediction_length": 5,
+    "learning_rate": 4e-5,
+    "tokenizer_steps": 0,
+    "predictor_steps": 200,
+    "batch_size": 32,
+    "temperature": 1.0,
+    "top_p": 0.9,
+    "num_samples": 10,
+}
+
+# Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small); "tiny" shrinks
+# them for tests. d_model must divide by 4: the dependency layer has 4 heads whatever n_heads is.
+_TOKENIZER_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"d_model": 32, "n_heads": 2, "ff_dim": 64, "n_enc_layers": 2, "n_dec_layers": 2,
+             "s1_bits": 4, "s2_bits": 4, "group_size": 4},
+    "small": {"d_model": 256, "n_heads": 4, "ff_dim": 512, "n_enc_layers": 4, "n_dec_layers": 4,
+              "s1_bits": 10, "s2_bits": 10, "group_size": 4},
+}  # fmt: skip
+_TOKENIZER_FIXED = {"d_in": 6, "ffn_dropout_p": 0.0, "attn_dropout_p": 0.0, "resid_dropout_p": 0.0,
+                    "beta": 0.05, "gamma0": 1.0, "gamma": 1.1, "zeta": 0.05}  # fmt: skip
+_PREDICTOR_SIZES: dict[str, dict[str, Any]] = {
+    "tiny": {"n_layers": 2, "d_model": 32, "n_heads": 2, "ff_dim": 64, "ffn_dropout_p": 0.0,
+             "attn_dropout_p": 0.0, "resid_dropout_p": 0.0, "token_dropout_p": 0.0},
+    "small": {"n_layers": 8, "d_model": 512, "n_heads": 8, "ff_dim": 1024, "ffn_dropout_p": 0.25,
+              "attn_dropout_p": 0.1, "resid_dropout_p": 0.25, "token_dropout_p": 0.1},
+}  # fmt: skip
+
+# Context each released predictor was trained with (kronos-finance's model zoo).
+_MAX_CONTEXT = {"Kronos-mini": 2048, "Kronos-small": 512, "Kronos-base": 512}
+_DEFAULT_MAX_CONTEXT = 512
+
+_COLUMNS = ("open", "high", "low", "close", "volume", "amount")
+_CLOSE = _COLUMNS.index("close")
+_CLIP = 5.0  # normalised inputs are clipped to ±5, as upstream
+_EPS = 1e-5
+_PREDICT_BATCH = 256  # sampled paths per forward pass
+_VAL_WINDOWS = 16
+_META_FILE = "adapter.json"
+# Upstream finetune recipe: AdamW(0.9, 0.95), weight decay 0.1, grad-norm clip 2 / 3.
+_BETAS, _WEIGHT_DECAY = (0.9, 0.95), 0.1
+_GRAD_CLIP = {"tokenizer": 2.0, "predictor": 3.0}
+
+
+def max_context(config: dict[str, Any]) -> int:
+    """Longest token window the configured predictor was trained on."""
+    if config["init"] == "scratch":
+        return _DEFAULT_MAX_CONTEXT
+    name = os.path.basename(str(config["pretrained"]).rstrip("/"))
+    return _MAX_CONTEXT.get(name, _DEFAULT_MAX_CONTEXT)
+
+
+def _check_config(config: dict[str, Any], limit: int) -> None:
+    """Raise ValueError naming the first bad field."""
+    checks = {
+        "init": config["init"] in ("pretrained", "scratch"),
+        "size": config["size"] in _TOKENIZER_SIZES,
+        "context_length": 2 <= int(config["context_length"]) <= limit,
+        "prediction_length": int(config["prediction_length"]) >= 1,
+        "tokenizer_steps": int(config["tokenizer_steps"]) >= 0,
+        "predictor_steps": int(config["predictor_steps"]) >= 0,
+        "batch_size": int(config["batch_size"]) >= 1,
+        "temperature": float(config["temperature"]) > 0,
+        "top_p": 0 < float(config["top_p"]) <= 1,
+        "num_samples": int(config["num_samples"]) >= 1,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            hint = f" (this model's max context is {limit})" if key == "context_length" else ""
+            raise ValueError(f"kronos: bad {key}={config[key]!r}{hint}")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _autocast(device: str):
+    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def load_models(tokenizer_id: str, predictor_id: str, device: str = "cpu") -> tuple[KronosTokenizer, Kronos]:
+    """Tokenizer and predictor through their hub mixins' from_pretrained (dir → HF cache → hub)."""
+    tokenizer = KronosTokenizer.from_pretrained(weights.resolve(tokenizer_id))
+    model = Kronos.from_pretrained(weights.resolve(predictor_id))
+    if (tokenizer.s1_bits, tokenizer.s2_bits) != (model.s1_bits, model.s2_bits):
+        raise ValueError(
+            f"kronos: tokenizer {tokenizer_id!r} makes ({tokenizer.s1_bits}, {tokenizer.s2_bits})-bit codes but "
+            f"predictor {predictor_id!r} reads ({model.s1_bits}, {model.s2_bits})-bit codes: pair them as released"
+        )
+    return tokenizer.to(device).eval(), model.to(device).eval()
+
+
+def _scratch_models(size: str) -> tuple[KronosTokenizer, Kronos]:
+    tok = _TOKENIZER_SIZES[size]
+    tokenizer = KronosTokenizer(**_TOKENIZER_FIXED, **tok)
+    model = Kronos(s1_bits=tok["s1_bits"], s2_bits=tok["s2_bits"], learn_te=True, **_PREDICTOR_SIZES[size])
+    return tokenizer, model
+
+
+def build_models(config: dict[str, Any], device: str = "cpu") -> tuple[KronosTokenizer, Kronos]:
+    """Load (init="pretrained") or randomly build (init="scratch") tokenizer + predictor."""
+    if config["init"] == "pretrained":
+        return load_models(config["tokenizer"], config["pretrained"], device)
+    tokenizer, model = _scratch_models(config["size"])
+    return tokenizer.to(device).eval(), model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _features(frame: pd.DataFrame) -> np.ndarray:
+    """The six K-line columns as float64; `amount` (traded value) = close × volume when absent."""
+    f = frame.copy()
+    if "amount" not in f.columns:
+        f["amount"] = f["close"] * f["volume"]
+    return f[list(_COLUMNS)].to_numpy(dtype=np.float64)
+
+
+def _stamps(frame: pd.DataFrame, extra: int) -> np.ndarray:
+    """Calendar features (minute, hour, weekday, day, month) per row, plus `extra` rows past the
+    end at the median spacing: calendar values are known ahead, prices are not."""
+    ts = pd.DatetimeIndex(pd.to_datetime(frame["timestamp"]))
+    if extra > 0:
+        step = ts.to_series().diff().median() if len(ts) > 1 else pd.Timedelta(days=1)
+        ts = ts.append(pd.DatetimeIndex([ts[-1] + step * k for k in range(1, extra + 1)]))
+    return np.stack([ts.minute, ts.hour, ts.weekday, ts.day, ts.month], axis=1).astype(np.float32)
+
+
+def _normalise(x: np.ndarray, context_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scale windows (B, T, 6) by the mean/std of their first `context_rows` rows, then clip.
+
+    Statistics come from the context only and are applied unchanged to any target rows, so no
+    value at or after the origin shapes them (upstream's finetune dataset took them over the
+    whole window, targets included: issues #227/#228).
+    """
+    context = x[:, :context_rows]
+    mean, std = context.mean(axis=1, keepdims=True), context.std(axis=1, keepdims=True) + _EPS
+    return np.clip((x - mean) / std, -_CLIP, _CLIP), mean, std
+
+
+def _windows(feats: np.ndarray, stamps: np.ndarray, starts: np.ndarray, length: int, context_rows: int, device: str):
+    """Normalised windows [s, s + length) for each start, as (x, stamp) tensors on `device`."""
+    rows = starts[:, None] + np.arange(length)
+    x, _, _ = _normalise(feats[rows], context_rows)
+    return torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(stamps[rows], device=device)
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def _tokenizer_losses(tokenizer: KronosTokenizer, x: torch.Tensor, _stamp: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Upstream stage 1: (coarse + full reconstruction MSE + BSQ loss) / 2."""
+    (z_pre, z), bsq_loss, _, _ = tokenizer(x)
+    recon = F.mse_loss(z_pre, x) + F.mse_loss(z, x)
+    return {"loss": (recon + bsq_loss) / 2, "recon_loss": recon, "bsq_loss": bsq_loss}
+
+
+def _tokenizer_val_loss(tokenizer: KronosTokenizer, x: torch.Tensor, _stamp: torch.Tensor) -> torch.Tensor:
+    (_, z), _, _, _ = tokenizer(x)
+    return F.mse_loss(z, x)
+
+
+def _predictor_losses(tokenizer: KronosTokenizer) -> Callable[..., dict[str, torch.Tensor]]:
+    """Stage 2: next-token cross-entropy (s1 and s2 halves) on the frozen tokenizer's codes."""
+
+    def losses(model: Kronos, x: torch.Tensor, stamp: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            s1, s2 = tokenizer.encode(x, half=True)
+        # Teacher forcing conditions the s2 head on the true next s1 code: p(s2 | s1, past).
+        s1_logits, s2_logits = model(
+            s1[:, :-1], s2[:, :-1], stamp[:, :-1], use_teacher_forcing=True, s1_targets=s1[:, 1:]
+        )
+        loss, ce_s1, ce_s2 = model.head.compute_loss(s1_logits, s2_logits, s1[:, 1:], s2[:, 1:])
+        return {"loss": loss, "s1_loss": ce_s1, "s2_loss": ce_s2}
+
+    return losses
+
+
+def _total(losses: Callable[..., dict[str, torch.Tensor]]) -> Callable[..., torch.Tensor]:
+    """The val loss of a stage whose train loss has parts: the total only."""
+    return lambda module, x, stamp: losses(module, x, stamp)["loss"]
+
+
+def _one_cycle(steps: int) -> Callable[[int], float]:
+    """LR factor: linear warm-up from 0.1 over ~3 % of the steps, cosine decay to 0 (OneCycle-like,
+    upstream's schedule, but well defined for a handful of steps)."""
+    warm = max(1, round(0.03 * steps))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return 0.1 + 0.9 * step / warm
+        return float(0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, steps - warm))))
+
+    return factor
+
+
+class _Board:
+    """TensorBoard scalars under `log_dir`; a no-op without one."""
+
+    def __init__(self, log_dir: str | None) -> None:
+        self._writer = None
+        if log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=log_dir)
+
+    def add(self, tag: str, value: float, step: int) -> None:
+        if self._writer is not None:
+            self._writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+            self._writer.close()
+
+
+def _train_stage(
+    name: str,
+    module: torch.nn.Module,
+    losses: Callable[..., dict[str, torch.Tensor]],
+    val_loss: Callable[..., torch.Tensor],
+    batches: Callable[[], tuple[torch.Tensor, torch.Tensor]],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    steps: int,
+    lr: float,
+    board: _Board,
+    device: str,
+) -> dict[str, float]:
+    """AdamW steps on `module`; per-step losses and ~10 val losses go to `board` under `name/`.
+
+    Like upstream's scripts, the weights with the best val loss are kept at the end.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=lr, betas=_BETAS, weight_decay=_WEIGHT_DECAY)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _one_cycle(steps))
+    every, best, best_state, facts = max(1, steps // 10), float("inf"), None, {}
+    for step in range(steps):
+        module.train()
+        with _autocast(device):
+            parts = losses(module, *batches())
+        optimiser.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, _GRAD_CLIP[name])
+        board.add(f"{name}/learning_rate", optimiser.param_groups[0]["lr"], step)
+        optimiser.step()
+        schedule.step()
+        for key, value in parts.items():
+            board.add(f"{name}/{'train_loss' if key == 'loss' else key}", float(value.detach()), step)
+        facts[f"{name}_train_loss"] = float(parts["loss"].detach())
+        if val is not None and ((step + 1) % every == 0 or step == steps - 1):
+            loss = _evaluate(module, val_loss, val, device)
+            board.add(f"{name}/val_loss", loss, step)
+            if loss < best:
+                best, best_state = loss, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    if best_state is not None:
+        module.load_state_dict(best_state)
+        facts[f"{name}_best_val_loss"] = best
+    module.eval()
+    return facts
+
+
+def _evaluate(module: torch.nn.Module, loss: Callable[..., torch.Tensor], val: tuple, device: str) -> float:
+    module.eval()
+    with torch.no_grad(), _autocast(device):
+        return float(loss(module, *val))
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> torch.Tensor:
+    """One code per row from nucleus-filtered logits (upstream's filter, our seeded generator)."""
+    logits = logits.float() / temperature
+    if top_p < 1.0:
+        logits = top_k_top_p_filtering(logits, top_k=0, top_p=top_p)
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+
+
+def _sample_paths(
+    tokenizer: KronosTokenizer,
+    model: Kronos,
+    x: torch.Tensor,
+    stamp: torch.Tensor,
+    horizon: int,
+    limit: int,
+    draw: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Autoregressive paths (N, horizon, 6) in normalised units, as upstream's
+    `auto_regressive_inference` but keeping every path (it returns their mean only).
+
+    `x` is (N, T, 6) context; `stamp` (N, T + horizon, 5) covers context and targets; `draw`
+    turns last-position logits into one code per row.
+    """
+    s1, s2 = tokenizer.encode(x, half=True)
+    for _ in range(horizon):
+        start, stop = max(0, s1.size(1) - limit), s1.size(1)
+        s1_logits, context = model.decode_s1(s1[:, start:], s2[:, start:], stamp[:, start:stop])
+        next_s1 = draw(s1_logits[:, -1])
+        next_s2 = draw(model.decode_s2(context, next_s1)[:, -1])
+        s1, s2 = torch.cat([s1, next_s1], dim=1), torch.cat([s2, next_s2], dim=1)
+    start = max(0, s1.size(1) - limit)
+    return tokenizer.decode([s1[:, start:], s2[:, start:]], half=True)[:, -horizon:].float()
+
+
+def _origin_groups(origins: np.ndarray, context: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(context rows, indices) batches; origins near the frame start get shorter contexts."""
+    lengths = np.minimum(origins, context)
+    if (lengths < 1).any():
+        raise ValueError("kronos: every origin needs at least one row before it")
+    for length in np.unique(lengths):
+        idx = np.flatnonzero(lengths == length)
+        for k in range(0, len(idx), chunk):
+            yield int(length), idx[k : k + chunk]
+
+
+# ---------------------------------------------------------------------------- adapter
+
+
+class KronosAdapter(Adapter):
+    """Kronos forecasts all six K-line columns jointly; the point forecast is the median close."""
+
+    name = "kronos"
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__({**DEFAULTS, **config}, seed, device)
+        self.max_context = max_context(self.config)
+        _check_config(self.config, self.max_context)
+        self.tokenizer: KronosTokenizer | None = None
+        self.model: Kronos | None = None
+
+    @staticmethod
+    def context_length(config: dict[str, Any]) -> int:
+        return int(config["context_length"])
+
+    @staticmethod
+    def horizon(config: dict[str, Any]) -> int:
+        return int(config["prediction_length"])
+
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+        _seed_everything(self.seed)  # before building: a scratch model's init depends on it
+        self.tokenizer, self.model = build_models(self.config, self.device)
+        steps = {stage: int(self.config[f"{stage}_steps"]) for stage in ("tokenizer", "predictor")}
+        facts = {f"{stage}_steps": float(n) for stage, n in steps.items()}
+        if not any(steps.values()):
+            return facts  # zero-shot
+        board = _Board(log_dir)
+        try:
+            facts.update(self._fine_tune(data, steps, board))
+        finally:
+            board.close()
+        return facts
+
+    def _fine_tune(self, data: UnitData, steps: dict[str, int], board: _Board) -> dict[str, float]:
+        """Stage 1 (tokenizer), then stage 2 (predictor on the now frozen tokenizer)."""
+        length, context_rows = self._train_window(len(data.train))
+        feats, stamps = _features(data.frame), _stamps(data.frame, 0)
+        rng = np.random.default_rng(self.seed)
+        first, last = data.train.start, data.train.stop - length  # windows lie inside train
+
+        def batches() -> tuple[torch.Tensor, torch.Tensor]:
+            starts = rng.integers(first, last + 1, size=int(self.config["batch_size"]))
+            return _windows(feats, stamps, starts, length, context_rows, self.device)
+
+        val = self._val_windows(data, feats, stamps, length, context_rows)
+        stage = partial(
+            _train_stage,
+            batches=batches,
+            val=val,
+            lr=float(self.config["learning_rate"]),
+            board=board,
+            device=self.device,
+        )
+        facts = {}
+        if steps["tokenizer"]:
+            facts |= stage(
+                "tokenizer", self.tokenizer, _tokenizer_losses, _tokenizer_val_loss, steps=steps["tokenizer"]
+            )
+        self.tokenizer.eval().requires_grad_(False)
+        if steps["predictor"]:
+            losses = _predictor_losses(self.tokenizer)
+            facts |= stage("predictor", self.model, losses, _total(losses), steps=steps["predictor"])
+        return facts
+
+    def _train_window(self, train_rows: int) -> tuple[int, int]:
+        """(window rows, context rows): context + horizon rows, at most max_context + 1 tokens
+        (inputs drop the last), shortened to fit a short training window."""
+        horizon = self.horizon(self.config)
+        length = min(self.context_length(self.config) + horizon, self.max_context + 1, train_rows)
+        if length - horizon < 2:
+            raise ValueError(f"kronos: training window of {train_rows} rows is too short for horizon {horizon}")
+        return length, length - horizon
+
+    def _val_windows(self, data: UnitData, feats, stamps, length: int, context_rows: int):
+        """Up to 16 fixed windows whose target rows lie in the val range (context may precede it)."""
+        first = max(0, data.val.start - context_rows)
+        last = data.val.stop - length
+        if last < first:
+            return None
+        starts = np.unique(np.linspace(first, last, num=min(_VAL_WINDOWS, last - first + 1)).astype(int))
+        return _windows(feats, stamps, starts, length, context_rows, self.device)
+
+    def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            self.tokenizer, self.model = build_models(self.config, self.device)
+        origins = np.asarray(origins, dtype=np.int64)
+        horizon, samples = self.horizon(self.config), int(self.config["num_samples"])
+        feats, stamps = _features(data.frame), _stamps(data.frame, horizon)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        out = np.empty((len(origins), horizon), dtype=np.float64)
+        chunk = max(1, _PREDICT_BATCH // samples)
+        for length, idx in _origin_groups(origins, self.context_length(self.config), chunk):
+            out[idx] = self._median_close(feats, stamps, origins[idx], length, generator)
+        return out
+
+    def _median_close(self, feats, stamps, origins: np.ndarray, length: int, generator) -> np.ndarray:
+        """Median over sampled paths of the close, in price units, for origins sharing `length`."""
+        horizon, samples = self.horizon(self.config), int(self.config["num_samples"])
+        context = origins[:, None] - length + np.arange(length)  # rows strictly before each origin
+        x, mean, std = _normalise(feats[context], length)
+        rows = np.concatenate([context, origins[:, None] + np.arange(horizon)], axis=1)
+        x_t = torch.tensor(x, dtype=torch.float32, device=self.device).repeat_interleave(samples, dim=0)
+        stamp_t = torch.tensor(stamps[rows], device=self.device).repeat_interleave(samples, dim=0)
+        temperature, top_p = float(self.config["temperature"]), float(self.config["top_p"])
+        draw = partial(_sample, temperature=temperature, top_p=top_p, generator=generator)
+        with torch.no_grad(), _autocast(self.device):
+            paths = _sample_paths(self.tokenizer, self.model, x_t, stamp_t, horizon, self.max_context, draw)
+        close = paths[..., _CLOSE].cpu().numpy().reshape(len(origins), samples, horizon)
+        close = close * std[:, :, _CLOSE, None] + mean[:, :, _CLOSE, None]
+        return np.median(close, axis=1)
+
+    def save(self, path: str) -> None:
+        if self.model is None:
+            raise RuntimeError("nothing to save: call fit first")
+        os.makedirs(path, exist_ok=True)
+        self.tokenizer.save_pretrained(os.path.join(path, "tokenizer"))
+        self.model.save_pretrained(os.path.join(path, "predictor"))
+        meta = {"config": self.config, "seed": self.seed, "max_context": self.max_context}
+        with open(os.path.join(path, _META_FILE), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> KronosAdapter:
+        with open(os.path.join(path, _META_FILE)) as f:
+            meta = json.load(f)
+        adapter = cls(meta["config"], meta["seed"], device)
+        adapter.max_context = int(meta["max_context"])
+        adapter.tokenizer, adapter.model = load_models(
+            os.path.join(path, "tokenizer"), os.path.join(path, "predictor"), device
+        )
+        return adapter

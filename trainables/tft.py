@@ -1,0 +1,164 @@
+"""Temporal Fusion Transformer (pytorch-forecasting + lightning) as an adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trainables.adapter import Adapter, UnitData
+from trainables.features import KNOWN_AHEAD
+
+_GROUP = "series"
+
+
+def _quiet() -> None:
+    # Lightning and pytorch-forecasting warn at length about things that are fine here.
+    warnings.filterwarnings("ignore", module=r"(lightning|pytorch_forecasting|torch)\b")
+    import logging
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _long_frame(data: UnitData, stop: int) -> pd.DataFrame:
+    """Rows [0, stop) in pytorch-forecasting's long format: time_idx = row number."""
+    cols = ["timestamp", data.target, *data.features]
+    frame = data.frame.iloc[:stop][cols].copy()
+    frame["time_idx"] = np.arange(len(frame))
+    frame[_GROUP] = "0"
+    return frame
+
+
+class TFTAdapter(Adapter):
+    name = "tft"
+
+    @staticmethod
+    def context_length(config: dict[str, Any]) -> int:
+        return int(config["max_encoder_length"])
+
+    @staticmethod
+    def horizon(config: dict[str, Any]) -> int:
+        return int(config["max_prediction_length"])
+
+    def _dataset(self, data: UnitData):
+        from pytorch_forecasting import TimeSeriesDataSet
+        from pytorch_forecasting.data import EncoderNormalizer
+
+        c = self.config
+        train = _long_frame(data, data.train.stop).iloc[data.train.start :]
+        known = [f for f in data.features if f in KNOWN_AHEAD]
+        unknown = [data.target, *[f for f in data.features if f not in KNOWN_AHEAD]]
+        # EncoderNormalizer scales the target by each window's own encoder: no statistic sees
+        # a value after the forecast origin; the other reals are scaled on the training window.
+        return TimeSeriesDataSet(
+            train,
+            time_idx="time_idx",
+            target=data.target,
+            group_ids=[_GROUP],
+            max_encoder_length=int(c["max_encoder_length"]),
+            min_encoder_length=int(c["max_encoder_length"]),
+            max_prediction_length=int(c["max_prediction_length"]),
+            min_prediction_length=int(c["max_prediction_length"]),
+            time_varying_known_reals=["time_idx", *known],
+            time_varying_unknown_reals=unknown,
+            target_normalizer=EncoderNormalizer(),
+            add_relative_time_idx=True,
+        )
+
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+        import lightning.pytorch as pl
+        from lightning.pytorch.callbacks import EarlyStopping
+        from lightning.pytorch.loggers import TensorBoardLogger
+        from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
+        from pytorch_forecasting.metrics import QuantileLoss
+
+        _quiet()
+        c = self.config
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        train_ds = self._dataset(data)
+        val_ds = TimeSeriesDataSet.from_dataset(
+            train_ds, _long_frame(data, data.val.stop), min_prediction_idx=data.val.start, stop_randomization=True
+        )
+        batch = int(c["batch_size"])
+        train_dl = train_ds.to_dataloader(train=True, batch_size=batch, num_workers=0)
+        val_dl = val_ds.to_dataloader(train=False, batch_size=batch * 4, num_workers=0)
+        self._model = TemporalFusionTransformer.from_dataset(
+            train_ds,
+            learning_rate=float(c["learning_rate"]),
+            hidden_size=int(c["hidden_size"]),
+            attention_head_size=int(c["attention_head_size"]),
+            dropout=float(c["dropout"]),
+            hidden_continuous_size=int(c["hidden_continuous_size"]),
+            loss=QuantileLoss(),
+            log_interval=-1,
+        )
+        stop = EarlyStopping(
+            monitor="val_loss",
+            patience=int(c["early_stopping_patience"]),
+            min_delta=float(c["early_stopping_min_delta"]),
+        )
+        trainer = pl.Trainer(
+            max_epochs=int(c["max_epochs"]),
+            limit_train_batches=int(c.get("limit_train_batches", 30)),
+            gradient_clip_val=float(c["gradient_clip_val"]),
+            accelerator="gpu" if self.device.startswith("cuda") else "cpu",
+            devices=1,
+            callbacks=[stop],
+            logger=TensorBoardLogger(log_dir, name="", version="") if log_dir else False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            enable_checkpointing=False,
+            deterministic=True,
+        )
+        trainer.fit(self._model, train_dataloaders=train_dl, val_dataloaders=val_dl)
+        self._params = train_ds.get_parameters()
+        self._trainer = trainer
+        return {
+            "epochs": float(trainer.current_epoch),
+            "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
+        }
+
+    def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        from pytorch_forecasting import TimeSeriesDataSet
+
+        h, ctx = self.horizon(self.config), self.context_length(self.config)
+        lo, hi = int(origins.min()), int(origins.max())
+        frame = _long_frame(data, hi + h).iloc[max(lo - ctx, 0) :]
+        ds = TimeSeriesDataSet.from_parameters(self._params, frame, stop_randomization=True, min_prediction_idx=lo)
+        model = self._model.to(self.device).eval()
+        by_origin: dict[int, np.ndarray] = {}
+        with torch.no_grad():
+            for x, _ in ds.to_dataloader(train=False, batch_size=256, num_workers=0):
+                first = ds.x_to_index(x)["time_idx"].to_numpy()
+                x = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in x.items()}
+                point = model.to_prediction(model(x)).cpu().numpy()
+                by_origin.update(zip(first.tolist(), point))
+        return np.stack([by_origin[int(o)] for o in origins])
+
+    def save(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._trainer.save_checkpoint(os.path.join(path, "tft.ckpt"))
+        torch.save(self._params, os.path.join(path, "dataset.pt"))
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump({"config": self.config, "seed": self.seed}, f, indent=1, default=str)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> TFTAdapter:
+        from pytorch_forecasting import TemporalFusionTransformer
+
+        _quiet()
+        with open(os.path.join(path, "config.json")) as f:
+            meta = json.load(f)
+        adapter = cls(meta["config"], meta["seed"], device)
+        adapter._model = TemporalFusionTransformer.load_from_checkpoint(
+            os.path.join(path, "tft.ckpt"), map_location=device
+        )
+        # The dataset parameters hold fitted scalers (pickled objects): only load our own files.
+        adapter._params = torch.load(os.path.join(path, "dataset.pt"), weights_only=False)
+        return adapter
