@@ -7,9 +7,8 @@ import json
 import sys
 
 from search_spaces.strategies import MODES
-from sweeps import store
 from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, parse_seeds, read_config_file
-from trainables import registry
+from trainables import registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
 
@@ -21,16 +20,22 @@ def parser(model: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("what to search")
-    g.add_argument("--mode", choices=MODES, default=None,
-                   help="grid: param_ranges (or the model's GRID); quick/full: small/large grids; priority: "
-                   "hand-picked configs; ofat: baseline + one factor at a time; optuna: TPE search "
-                   "(default: ofat when --config has param_ranges, else quick)")
+    g.add_argument(
+        "--mode",
+        choices=MODES,
+        default=None,
+        help="grid: param_ranges (or the model's GRID); quick/full: small/large grids; priority: "
+        "hand-picked configs; ofat: baseline + one factor at a time; optuna: TPE search "
+        "(default: ofat when --config has param_ranges, else quick)",
+    )
     g.add_argument("--max-runs", type=int, help="cap on the number of configurations")
     g.add_argument("--num-samples", type=int, default=20, help="Optuna trials (mode optuna)")
     g.add_argument("--config", help="sweep JSON file (training_config, param_ranges, folds, seeds; see README)")
     g.add_argument("--configs", help="JSON list of configurations for --mode priority (e.g. optuna_top_k_configs.json)")
     g.add_argument("--metric", default="val_pct_mae", help="validation metric the robust score is built on")
-    g.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds")
+    g.add_argument(
+        "--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds"
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
     d = p.add_argument_group("data and folds")
     d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
@@ -40,7 +45,9 @@ def parser(model: str) -> argparse.ArgumentParser:
     d.add_argument("--target-col", default="close", help="price column to forecast")
     d.add_argument("--features", default=None, help="feature set (BASELINE_FEATURES, RETURNS_ONLY, NONE)")
     d.add_argument("--folds", type=int, help="generate N walk-forward folds (default 2, or the config file's folds)")
-    d.add_argument("--window", choices=("expanding", "rolling"), default="expanding", help="generated folds' train window")
+    d.add_argument(
+        "--window", choices=("expanding", "rolling"), default="expanding", help="generated folds' train window"
+    )
     d.add_argument("--train-size", type=int, default=1000, help="rows of a rolling train window")
     d.add_argument("--val-size", type=int, default=126, help="rows of each generated val window")
     d.add_argument("--test-size", type=int, default=126, help="rows of each generated test window")
@@ -52,10 +59,14 @@ def parser(model: str) -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an existing sweep of the same name")
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per unit of a trial")
-    r.add_argument("--gpus-per-trial", type=float, help="GPUs per unit (fractions allowed; default 1 if the cluster has GPUs)")
+    r.add_argument(
+        "--gpus-per-trial", type=float, help="GPUs per unit (fractions allowed; default 1 if the cluster has GPUs)"
+    )
     r.add_argument("--parallel-units", type=int, default=1, help="units of one trial run in parallel as Ray tasks")
     r.add_argument("--max-concurrent", type=int, help="concurrent trials (default: what the resources allow)")
-    r.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial from its last fold checkpoint")
+    r.add_argument(
+        "--max-failures", type=int, default=1, help="retries of a crashed trial from its last fold checkpoint"
+    )
     r.add_argument("--fail-fast", action="store_true", help="stop the whole sweep at the first failed configuration")
     r.add_argument("--notes", default="", help="free text recorded with the sweep")
     return p
@@ -69,8 +80,11 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
     folds = fields.get("folds", FoldPlan())
     if args.folds is not None or not folds.explicit:
         folds = FoldPlan(
-            n=args.folds if args.folds is not None else 2, window=args.window, train_size=args.train_size,
-            val_size=args.val_size, test_size=args.test_size,
+            n=args.folds if args.folds is not None else 2,
+            window=args.window,
+            train_size=args.train_size,
+            val_size=args.val_size,
+            test_size=args.test_size,
         )
     spec = SweepSpec(
         model=model,

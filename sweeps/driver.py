@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
 from search_spaces import strategies
-from sweeps import provenance, store
+from sweeps import provenance
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
-from trainables import registry
+from trainables import registry, store
 from trainables.data import load_prices
 from trainables.features import add_features
 from trainables.folds import Fold
@@ -76,8 +75,12 @@ def _init_ray(address: str | None) -> None:
     root = str(provenance.ROOT)
     # Local workers must import this project wherever they start; a cluster ships it itself.
     runtime_env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
-    ray.init(address=address, runtime_env=runtime_env if address is None else None, include_dashboard=False,
-             log_to_driver=True)
+    ray.init(
+        address=address,
+        runtime_env=runtime_env if address is None else None,
+        include_dashboard=False,
+        log_to_driver=True,
+    )
 
 
 def _resources(spec: SweepSpec):
@@ -98,7 +101,7 @@ def _record(spec: SweepSpec, prepared: Prepared) -> None:
     meta = {
         "spec": spec.to_json(),
         "folds": [f.as_dict() for f in prepared.folds],
-        "started": datetime.now(timezone.utc).isoformat(),
+        "started": datetime.now(UTC).isoformat(),
         **provenance.git_state(),
         "versions": provenance.versions(),
         "notes": spec.notes,
@@ -125,9 +128,15 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     local = "://" not in spec.storage
     storage = os.path.abspath(spec.storage) if local else spec.storage
     plan = Plan(
-        model=spec.model, folds=prepared.folds, seeds=spec.seeds, features=prepared.features, metric=spec.metric,
-        parallel_units=spec.parallel_units, cpus_per_unit=spec.cpus_per_trial, gpus_per_unit=gpus,
-        live_log_root=os.path.join(storage, spec.name) if local else None,
+        model=spec.model,
+        folds=prepared.folds,
+        seeds=spec.seeds,
+        features=prepared.features,
+        metric=spec.metric,
+        parallel_units=spec.parallel_units,
+        cpus_per_unit=spec.cpus_per_trial,
+        gpus_per_unit=gpus,
+        experiment_path=f"{storage.rstrip('/')}/{spec.name}",
     )
     trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frame=prepared.frame), resources)
     path = f"{storage.rstrip('/')}/{spec.name}"
@@ -156,8 +165,16 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
     per_trial = spec.cpus_per_trial * spec.parallel_units
     concurrent = spec.max_concurrent or max(1, int(cluster.get("CPU", 1) // per_trial))
     search = strategies.build(
-        spec.mode, entry.spaces(), base, ranges=spec.param_ranges, points=spec.points, max_runs=spec.max_runs,
-        num_samples=spec.num_samples, max_concurrent=concurrent, seed=spec.seed, study_name=spec.name,
+        spec.mode,
+        entry.spaces(),
+        base,
+        ranges=spec.param_ranges,
+        points=spec.points,
+        max_runs=spec.max_runs,
+        num_samples=spec.num_samples,
+        max_concurrent=concurrent,
+        seed=spec.seed,
+        study_name=spec.name,
         optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
     )
     scheduler = (
@@ -169,15 +186,21 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
         trainable,
         param_space=search.param_space,
         tune_config=tune.TuneConfig(
-            metric="robust_score", mode="min", search_alg=search.algorithm, scheduler=scheduler,
-            num_samples=search.num_samples, max_concurrent_trials=spec.max_concurrent, reuse_actors=True,
+            metric="robust_score",
+            mode="min",
+            search_alg=search.algorithm,
+            scheduler=scheduler,
+            num_samples=search.num_samples,
+            max_concurrent_trials=spec.max_concurrent,
+            reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=spec.name,
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=spec.max_failures, fail_fast=spec.fail_fast),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            # Checkpoints hold only progress.json (unit files live in <trial>/units), so two suffice.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=1,
         ),

@@ -17,8 +17,14 @@ from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
 
 FILE_KEYS = {
-    "output_subdir", "features", "replica_seeds", "walk_forward", "training_config",
-    "split_config", "param_ranges", "notes",
+    "output_subdir",
+    "features",
+    "replica_seeds",
+    "walk_forward",
+    "training_config",
+    "split_config",
+    "param_ranges",
+    "notes",
 }
 DEFAULT_SEEDS = (7, 11, 13, 42, 123, 2024, 31337, 5, 17, 19)
 
@@ -174,7 +180,11 @@ def _name(value: Any, where: str) -> str:
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in value)
+    ):
         raise SpecError(f"{where} must be a non-empty list of integers, got {value!r}")
     if len(set(value)) != len(value):
         raise SpecError(f"{where} has duplicates: {value!r}")
@@ -214,7 +224,9 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
     for where, keys in (("training_config", spec.training_config), ("param_ranges", spec.param_ranges)):
         bad = sorted(set(keys) - known)
         if bad:
-            raise SpecError(f"{where}.{bad[0]} is not a {spec.model} hyperparameter (known: {', '.join(sorted(known))})")
+            raise SpecError(
+                f"{where}.{bad[0]} is not a {spec.model} hyperparameter (known: {', '.join(sorted(known))})"
+            )
     for key, value in spec.baseline(model_baseline).items():
         _same_type(model_baseline[key], value, f"training_config.{key}")
     for key, values in spec.param_ranges.items():
@@ -240,10 +252,15 @@ def _same_type(default: Any, value: Any, where: str) -> None:
 
 def _positive(spec: SweepSpec) -> None:
     checks = {
-        "--max-runs": (spec.max_runs, 1), "--num-samples": (spec.num_samples, 1),
-        "--cpus-per-trial": (spec.cpus_per_trial, 0.01), "--parallel-units": (spec.parallel_units, 1),
-        "--folds": (spec.folds.n, 1), "--val-size": (spec.folds.val_size, 1), "--test-size": (spec.folds.test_size, 1),
-        "--train-size": (spec.folds.train_size, 1), "--max-failures": (spec.max_failures, 0),
+        "--max-runs": (spec.max_runs, 1),
+        "--num-samples": (spec.num_samples, 1),
+        "--cpus-per-trial": (spec.cpus_per_trial, 0.01),
+        "--parallel-units": (spec.parallel_units, 1),
+        "--folds": (spec.folds.n, 1),
+        "--val-size": (spec.folds.val_size, 1),
+        "--test-size": (spec.folds.test_size, 1),
+        "--train-size": (spec.folds.train_size, 1),
+        "--max-failures": (spec.max_failures, 0),
     }
     for flag, (value, low) in checks.items():
         if value is not None and value < low:

@@ -9,8 +9,8 @@ import os
 import pandas as pd
 
 from analysis.ranking import hyperparameters, rank, trial_table
-from sweeps import store
 from sweeps.spec import SweepSpec
+from trainables import store
 
 
 def _fmt(x: object, digits: int = 3) -> str:
@@ -66,16 +66,19 @@ def _best(ranked: pd.DataFrame, spec: SweepSpec) -> dict | None:
     top = done.iloc[0]
     config = {c.removeprefix("config/"): top[c] for c in ranked.columns if c.startswith("config/")}
     metrics = {k: top[k] for k in ranked.columns if k.startswith(("val_", "test_")) or k == "robust_score"}
-    return {"model": spec.model, "sweep": spec.name, "trial_path": top["path"], "config": config, "metrics": metrics,
-            "unit_models": unit_models(top["path"])}
+    return {
+        "model": spec.model,
+        "sweep": spec.name,
+        "trial_path": top["path"],
+        "config": config,
+        "metrics": metrics,
+        "unit_models": unit_models(top["path"]),
+    }
 
 
 def unit_models(trial_path: str) -> dict[str, str]:
     """Model directory of every (fold, seed) unit of a local trial, keyed by unit."""
     if "://" in trial_path:
         return {}
-    found = {}
-    for ckpt in sorted(glob.glob(os.path.join(trial_path, "checkpoint_*"))):
-        for unit in sorted(glob.glob(os.path.join(ckpt, "units", "*", "model"))):
-            found[os.path.basename(os.path.dirname(unit))] = unit
-    return found
+    units = sorted(glob.glob(os.path.join(trial_path, "units", "*", "model")))
+    return {os.path.basename(os.path.dirname(u)): u for u in units}

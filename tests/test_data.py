@@ -54,7 +54,10 @@ def _write(tmp_path, frame, name="d.csv"):
         (lambda f: f.assign(close=["x"] + [1.0] * (len(f) - 1)), "column 'close' .* not numeric"),
         (lambda f: f.assign(close=[np.nan] + [1.0] * (len(f) - 1)), "NaN/inf"),
         (lambda f: f.assign(close=[np.inf] + [1.0] * (len(f) - 1)), "NaN/inf"),
-        (lambda f: f.assign(timestamp=[f["timestamp"].iloc[1]] + list(f["timestamp"].iloc[1:])), "duplicate timestamps"),
+        (
+            lambda f: f.assign(timestamp=[f["timestamp"].iloc[1]] + list(f["timestamp"].iloc[1:])),
+            "duplicate timestamps",
+        ),
         (lambda f: f.iloc[::-1], "not sorted"),
         (lambda f: f.assign(timestamp="not a date"), "not a timestamp"),
     ],

@@ -31,8 +31,15 @@ def test_too_many_folds_is_an_error():
 
 
 def _fold(**over):
-    base = dict(name="f", train_start="20100101", train_end="20121231", val_start="20130101",
-                val_end="20131231", test_start="20140101", test_end="20140601")
+    base = dict(
+        name="f",
+        train_start="20100101",
+        train_end="20121231",
+        val_start="20130101",
+        val_end="20131231",
+        test_start="20140101",
+        test_end="20140601",
+    )
     return Fold(**{**base, **over})
 
 

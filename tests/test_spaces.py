@@ -38,8 +38,9 @@ def test_optuna_search_uses_sqlite_and_a_concurrency_limit(tmp_path):
 
     spaces = registry.get("tft").spaces()
     db = tmp_path / "study.db"
-    search = strategies.build("optuna", spaces, spaces.BASELINE, num_samples=7, optuna_storage=str(db),
-                              max_concurrent=3)
+    search = strategies.build(
+        "optuna", spaces, spaces.BASELINE, num_samples=7, optuna_storage=str(db), max_concurrent=3
+    )
     assert isinstance(search.algorithm, ConcurrencyLimiter) and search.algorithm.max_concurrent == 3
     assert search.num_samples == 7
     assert search.param_space["batch_size"] == spaces.BASELINE["batch_size"]

@@ -8,21 +8,55 @@ from conftest import TINY_TFT, run_cli
 
 from sweeps.spec import SpecError, read_config_file
 
-FOLD = {"name": "wf_1", "train_start": "20100101", "train_end": "20151231", "val_start": "20160101",
-        "val_end": "20161231", "test_start": "20170101", "test_end": "20181231"}
+FOLD = {
+    "name": "wf_1",
+    "train_start": "20100101",
+    "train_end": "20151231",
+    "val_start": "20160101",
+    "val_end": "20161231",
+    "test_start": "20170101",
+    "test_end": "20181231",
+}
 ISSUE_EXAMPLE = {
     "output_subdir": "tft_encoder_length",
     "features": "BASELINE_FEATURES",
     "replica_seeds": [7, 11, 13],
-    "walk_forward": {"enabled": True, "folds": [{"name": "wf_1", "train_start": "20100101",
-                     "train_end": "20151231", "val_start": "20160101", "val_end": "20161231",
-                     "test_start": "20170101", "test_end": "20181231"}]},
-    "training_config": {"max_encoder_length": 120, "max_prediction_length": 1, "batch_size": 64, "max_epochs": 20,
-                        "learning_rate": 0.0005, "hidden_size": 32, "attention_head_size": 2, "dropout": 0.1,
-                        "hidden_continuous_size": 8, "seed": 42, "early_stopping_patience": 5,
-                        "early_stopping_min_delta": 0.0},
-    "split_config": {"train_start": "20100101", "train_end": "20151231", "val_start": "20160101",
-                     "val_end": "20161231", "test_start": "20170101", "test_end": "20181231"},
+    "walk_forward": {
+        "enabled": True,
+        "folds": [
+            {
+                "name": "wf_1",
+                "train_start": "20100101",
+                "train_end": "20151231",
+                "val_start": "20160101",
+                "val_end": "20161231",
+                "test_start": "20170101",
+                "test_end": "20181231",
+            }
+        ],
+    },
+    "training_config": {
+        "max_encoder_length": 120,
+        "max_prediction_length": 1,
+        "batch_size": 64,
+        "max_epochs": 20,
+        "learning_rate": 0.0005,
+        "hidden_size": 32,
+        "attention_head_size": 2,
+        "dropout": 0.1,
+        "hidden_continuous_size": 8,
+        "seed": 42,
+        "early_stopping_patience": 5,
+        "early_stopping_min_delta": 0.0,
+    },
+    "split_config": {
+        "train_start": "20100101",
+        "train_end": "20151231",
+        "val_start": "20160101",
+        "val_end": "20161231",
+        "test_start": "20170101",
+        "test_end": "20181231",
+    },
     "param_ranges": {"max_encoder_length": [120, 150, 180, 210]},
 }
 
@@ -147,7 +181,25 @@ def test_existing_sweep_is_not_overwritten(tmp_path, capsys):
 def test_help_explains_every_flag():
     proc = run_cli("--help", timeout=60)
     assert proc.returncode == 0
-    for flag in ("--mode", "--max-runs", "--num-samples", "--config", "--data", "--asset", "--folds", "--seeds",
-                 "--storage", "--name", "--resume", "--address", "--cpus-per-trial", "--gpus-per-trial",
-                 "--parallel-units", "--scheduler", "--seed", "--notes", "--fail-fast"):
+    for flag in (
+        "--mode",
+        "--max-runs",
+        "--num-samples",
+        "--config",
+        "--data",
+        "--asset",
+        "--folds",
+        "--seeds",
+        "--storage",
+        "--name",
+        "--resume",
+        "--address",
+        "--cpus-per-trial",
+        "--gpus-per-trial",
+        "--parallel-units",
+        "--scheduler",
+        "--seed",
+        "--notes",
+        "--fail-fast",
+    ):
         assert flag in proc.stdout

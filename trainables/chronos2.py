@@ -109,7 +109,7 @@ class _TensorBoardLosses(TrainerCallback):
 
             self._writer = SummaryWriter(log_dir=log_dir)
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ARG002 (TrainerCallback API)
         for key, tag in _TB_TAGS.items():
             if logs and key in logs:
                 value = float(logs[key])

@@ -116,7 +116,14 @@ def generate(
                 f"--folds {n}: not enough rows ({total}) for {n} folds with val {val_size}, test {test_size}"
                 + (f", train {train_size}" if window == "rolling" else "")
             )
-        bounds = [train_start, val_start - 1, val_start, test_stop - test_size - 1, test_stop - test_size, test_stop - 1]
+        bounds = [
+            train_start,
+            val_start - 1,
+            val_start,
+            test_stop - test_size - 1,
+            test_stop - test_size,
+            test_stop - 1,
+        ]
         dates = [timestamps.iloc[b].strftime("%Y%m%d") for b in bounds]
         folds.append(Fold(f"wf_{i + 1}", *dates))
     return folds

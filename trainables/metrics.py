@@ -7,8 +7,8 @@ Adding a metric = one function + one line in METRICS; rankings and best.py pick 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import stats

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -18,13 +17,14 @@ import numpy as np
 import pandas as pd
 from ray import tune
 
-from trainables import registry
+from trainables import registry, store
 from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
 from trainables.metrics import mode_of
 from trainables.unit import run_unit
 
 PROGRESS = "progress.json"
+RECORD = "record.json"
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Plan:
     parallel_units: int = 1
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
-    live_log_root: str | None = None  # local experiment dir: TensorBoard files go straight there
+    experiment_path: str = ""  # <storage>/<name>: local path or URI
 
 
 def unit_key(fold: str, seed: int) -> str:
@@ -66,7 +66,7 @@ def aggregate(units: list[dict], metric: str) -> dict[str, float]:
 
 
 def _read_progress(checkpoint: tune.Checkpoint | None) -> list[dict]:
-    # Read only progress.json: the checkpoint may also hold large model files, maybe on S3.
+    # Read the file straight from the checkpoint's filesystem (maybe S3): no local copy needed.
     if checkpoint is None:
         return []
     with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{PROGRESS}") as f:
@@ -75,7 +75,6 @@ def _read_progress(checkpoint: tune.Checkpoint | None) -> list[dict]:
 
 def _device() -> str:
     import ray
-
     import torch
 
     try:
@@ -92,77 +91,73 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _unit(model: str, config: dict, data: UnitData, seed: int, out_dir: str, log_dir: str | None, cpus: float) -> dict:
+def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, log_dir: str | None, cpus: float) -> dict:
+    """Run one unit and store its files at `dest`; record.json is written last, so a unit with a
+    record is complete. Runs in the trial process or as a Ray task on any node."""
     _set_threads(cpus)
-    return run_unit(registry.get(model).adapter(), config, data, seed, out_dir, log_dir, _device())
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "unit")
+        record = run_unit(registry.get(model).adapter(), config, data, seed, out, log_dir, _device())
+        store.put_dir(out, dest)
+    return record
 
 
-def _unit_remote(model: str, config: dict, data: UnitData, seed: int, log_dir: str | None, cpus: float):
-    """A unit as a Ray task: files come back as bytes so the task may run on any node."""
-    with tempfile.TemporaryDirectory() as out:
-        record = _unit(model, config, data, seed, out, log_dir, cpus)
-        files = {}
-        for root, _, names in os.walk(out):
-            for name in names:
-                full = os.path.join(root, name)
-                with open(full, "rb") as f:
-                    files[os.path.relpath(full, out)] = f.read()
-    return record, files
+def _trial_store(plan: Plan) -> str:
+    return f"{plan.experiment_path.rstrip('/')}/{os.path.basename(tune.get_context().get_trial_dir())}"
 
 
-def _write_files(files: dict[str, bytes], out_dir: str) -> None:
-    for rel, blob in files.items():
-        path = os.path.join(out_dir, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(blob)
-
-
-def _log_dir(plan: Plan, key: str) -> str | None:
-    trial_dir = os.path.basename(tune.get_context().get_trial_dir())
-    if plan.live_log_root:
-        return os.path.join(plan.live_log_root, trial_dir, "tensorboard", key)
+def _log_dir(plan: Plan, key: str) -> str:
+    if "://" not in plan.experiment_path:
+        return os.path.join(_trial_store(plan), "tensorboard", key)  # live: straight into the results
     # Remote storage: write in the trial's working dir; Tune syncs artifacts with checkpoints.
     return os.path.join(os.getcwd(), "tensorboard", key)
 
 
-def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: list[int], out: str) -> list[dict]:
+def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: list[int]) -> list[dict]:
     train, val, test = windows(fold, frame["timestamp"])
     data = UnitData(frame, plan.features, train, val, test)
+    units = f"{_trial_store(plan)}/units"
     jobs = [(seed, unit_key(fold.name, seed)) for seed in seeds]
+    args = [(seed, f"{units}/{key}", _log_dir(plan, key)) for seed, key in jobs]
     if plan.parallel_units > 1:
         import ray
 
-        task = ray.remote(_unit_remote).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
+        task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
         data_ref = ray.put(data)
-        refs = [task.remote(plan.model, config, data_ref, s, _log_dir(plan, k), plan.cpus_per_unit) for s, k in jobs]
-        results = []
-        for (seed, key), (record, files) in zip(jobs, ray.get(refs)):
-            _write_files(files, os.path.join(out, "units", key))
-            results.append(record)
+        results = ray.get(
+            [task.remote(plan.model, config, data_ref, s, d, lg, plan.cpus_per_unit) for s, d, lg in args]
+        )
     else:
-        results = [
-            _unit(plan.model, config, data, s, os.path.join(out, "units", k), _log_dir(plan, k), plan.cpus_per_unit)
-            for s, k in jobs
-        ]
-    return [{"fold": fold.name, "seed": s, **r} for (s, _), r in zip(jobs, results)]
+        results = [_unit_job(plan.model, config, data, s, d, lg, plan.cpus_per_unit) for s, d, lg in args]
+    records = []
+    for (seed, key), result in zip(jobs, results):
+        record = {"fold": fold.name, "seed": seed, "unit": key, **result}
+        store.write_text(f"{units}/{key}/{RECORD}", store.dumps(record))
+        records.append(record)
+    return records
+
+
+def finished_units(trial_store: str) -> list[dict]:
+    """Records of the units of a trial that completed (their record.json exists)."""
+    return store.read_json_files(f"{trial_store.rstrip('/')}/units", RECORD)
 
 
 def train(config: dict[str, Any], plan: Plan, frame: pd.DataFrame) -> None:
     """Tune function trainable; bind `plan` and `frame` with tune.with_parameters."""
-    done = _read_progress(tune.get_checkpoint())
-    finished = {(u["fold"], u["seed"]) for u in done}
+    # Units already stored count as done even when Tune's own checkpoint lags behind them
+    # (a driver killed between a unit's end and the next experiment snapshot).
+    by_key = {
+        (u["fold"], u["seed"]): u for u in [*_read_progress(tune.get_checkpoint()), *finished_units(_trial_store(plan))]
+    }
+    done = list(by_key.values())
     for index, fold in enumerate(plan.folds):
-        seeds = [s for s in plan.seeds if (fold.name, s) not in finished]
+        seeds = [s for s in plan.seeds if (fold.name, s) not in by_key]
         if not seeds:
             continue
-        out = tempfile.mkdtemp(prefix="fold_")
-        try:
-            done += _run_fold(config, plan, frame, fold, seeds, out)
+        done += _run_fold(config, plan, frame, fold, seeds)
+        folds_done = len({u["fold"] for u in done})
+        metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold.name, "fold_index": index}
+        with tempfile.TemporaryDirectory() as out:
             with open(os.path.join(out, PROGRESS), "w") as f:
-                json.dump({"units": done}, f, default=float)
-            folds_done = len({u["fold"] for u in done})
-            metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold.name, "fold_index": index}
+                f.write(store.dumps({"units": done}))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))
-        finally:
-            shutil.rmtree(out, ignore_errors=True)

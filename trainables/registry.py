@@ -32,19 +32,33 @@ class ModelEntry:
 
 MODELS: dict[str, ModelEntry] = {
     "tft": ModelEntry(
-        "tft", "trainables.tft:TFTAdapter", "search_spaces.tft", "pytorch_forecasting",
-        "pip install pytorch-forecasting lightning", "max_encoder_length", "max_prediction_length",
+        "tft",
+        "trainables.tft:TFTAdapter",
+        "search_spaces.tft",
+        "pytorch_forecasting",
+        "pip install pytorch-forecasting lightning",
+        "max_encoder_length",
+        "max_prediction_length",
     ),
     "toto": ModelEntry(
-        "toto", "trainables.toto:TotoAdapter", "search_spaces.toto", "toto",
+        "toto",
+        "trainables.toto:TotoAdapter",
+        "search_spaces.toto",
+        "toto",
         "pip install --no-deps toto-ts==0.2.0 && pip install -e '.[foundation]'",
     ),
     "chronos2": ModelEntry(
-        "chronos2", "trainables.chronos2:Chronos2Adapter", "search_spaces.chronos2", "chronos",
+        "chronos2",
+        "trainables.chronos2:Chronos2Adapter",
+        "search_spaces.chronos2",
+        "chronos",
         "pip install chronos-forecasting peft",
     ),
     "kronos": ModelEntry(
-        "kronos", "trainables.kronos:KronosAdapter", "search_spaces.kronos", "kronos_finance",
+        "kronos",
+        "trainables.kronos:KronosAdapter",
+        "search_spaces.kronos",
+        "kronos_finance",
         "pip install kronos-finance==0.1.5",
     ),
 }

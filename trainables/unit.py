@@ -52,7 +52,12 @@ def score(data: UnitData, adapter: Adapter, split: str) -> tuple[dict[str, float
 
 
 def run_unit(
-    adapter_cls: type[Adapter], config: dict[str, Any], data: UnitData, seed: int, out_dir: str, log_dir: str | None,
+    adapter_cls: type[Adapter],
+    config: dict[str, Any],
+    data: UnitData,
+    seed: int,
+    out_dir: str,
+    log_dir: str | None,
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Fit, evaluate, and write predictions.parquet + model/ into `out_dir`; return the record."""

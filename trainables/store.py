@@ -48,3 +48,27 @@ def _plain(obj: object) -> object:
 def dumps(obj: object) -> str:
     """JSON text of results that may hold numpy scalars."""
     return json.dumps(obj, indent=1, default=_plain)
+
+
+def put_dir(local: str, dest: str) -> None:
+    """Move a finished local directory to `dest` (a local path or URI), replacing what is there."""
+    if "://" not in dest:
+        import shutil
+
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+        shutil.move(local, dest)
+        return
+    fs, p = _fs(dest)
+    fs.create_dir(p, recursive=True)
+    pafs.copy_files(local, p, destination_filesystem=fs)
+
+
+def read_json_files(pattern_dir: str, name: str) -> list[dict]:
+    """Parse `<pattern_dir>/*/<name>` for every sub-directory that has it."""
+    out = []
+    for sub in list_dirs(pattern_dir):
+        path = f"{pattern_dir.rstrip('/')}/{sub}/{name}"
+        if exists(path):
+            out.append(json.loads(read_text(path)))
+    return out

@@ -1,0 +1,265 @@
+"""Real tiny Ray Tune sweeps of the TFT on the embedded S&P 500 series."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT, sweep_args
+
+from sweeps.cli import main
+from trainables.tft import TFTAdapter
+
+pytestmark = pytest.mark.slow
+
+
+def _last_progress(trial_dir: str) -> list[dict]:
+    last = sorted(glob.glob(os.path.join(trial_dir, "checkpoint_*")))[-1]
+    with open(os.path.join(last, "progress.json")) as f:
+        units = json.load(f)["units"]
+    records = glob.glob(os.path.join(trial_dir, "units", "*", "record.json"))
+    assert len(records) == len(units), "every reported unit has its stored record"
+    return units
+
+
+def _last_result(trial_dir: str) -> dict:
+    with open(os.path.join(trial_dir, "result.json")) as f:
+        return json.loads(f.read().strip().splitlines()[-1])
+
+
+def _event_tags(directory: str) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(directory)
+    acc.Reload()
+    return set(acc.Tags()["scalars"])
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(ray_session, tmp_path_factory):  # noqa: ARG001 (needs the session's Ray)
+    """2 configurations × 2 folds × 2 seeds, run once for the tests below."""
+    root = tmp_path_factory.mktemp("quick")
+    config = root / "tiny.json"
+    from conftest import TINY_TFT
+
+    config.write_text(json.dumps({"training_config": TINY_TFT}))
+    args = sweep_args(
+        root / "results",
+        str(config),
+        "--mode",
+        "quick",
+        "--max-runs",
+        "2",
+        "--folds",
+        "2",
+        "--seeds",
+        "2",
+        "--name",
+        "quick",
+        "--notes",
+        "from the tests",
+    )
+    assert main("tft", args) == 0
+    return root / "results" / "quick"
+
+
+def test_every_unit_runs_once_and_aggregates_match(quick_sweep):
+    trials = sorted(glob.glob(str(quick_sweep / "trial_*")))
+    assert len(trials) == 2
+    for trial in trials:
+        units = _last_progress(trial)
+        assert sorted((u["fold"], u["seed"]) for u in units) == [("wf_1", 7), ("wf_1", 11), ("wf_2", 7), ("wf_2", 11)]
+        result = _last_result(trial)
+        vals = np.array([u["metrics"]["val_pct_mae"] for u in units])
+        assert result["val_pct_mae"] == pytest.approx(vals.mean())
+        assert result["val_pct_mae_std"] == pytest.approx(vals.std())
+        assert result["robust_score"] == pytest.approx(vals.mean() + vals.std())
+        assert result["folds_done"] == 2 and result["units_done"] == 4
+        tests = [u["metrics"]["test_pct_mae"] for u in units]
+        assert result["test_pct_mae"] == pytest.approx(np.mean(tests))
+        assert 0 <= result["val_dm_pvalue_vs_naive"] <= 1
+
+
+def test_unit_files_hold_predictions_and_a_loadable_model(quick_sweep):
+    from trainables.adapter import UnitData
+    from trainables.data import load_prices
+    from trainables.features import add_features
+    from trainables.folds import Fold, windows
+    from trainables.unit import origins
+
+    trial = sorted(glob.glob(str(quick_sweep / "trial_*")))[0]
+    units = glob.glob(os.path.join(trial, "units", "*"))
+    assert len(units) == 4
+    preds = pd.read_parquet(os.path.join(units[0], "predictions.parquet"))
+    assert set(preds["split"]) == {"val", "test"}
+    assert {"origin", "timestamp", "y_true", "y_pred", "y_naive"} <= set(preds.columns)
+    assert np.isfinite(preds["y_pred"]).all()
+    # The saved model loads and reproduces its own test forecasts.
+    meta = json.loads((quick_sweep / "sweep.json").read_text())
+    fold_name = os.path.basename(units[0]).split("__")[0]
+    fold = Fold(**next(f for f in meta["folds"] if f["name"] == fold_name))
+    frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
+    data = UnitData(frame, feats, *windows(fold, frame["timestamp"]))
+    model = TFTAdapter.load(os.path.join(units[0], "model"))
+    where = origins(data.test, model.context_length(model.config), model.horizon(model.config))
+    again = model.predict(data, where).ravel()
+    np.testing.assert_allclose(again, preds[preds["split"] == "test"]["y_pred"].to_numpy(), rtol=1e-4)
+
+
+def test_tensorboard_curves_per_unit_and_per_trial(quick_sweep):
+    trial = sorted(glob.glob(str(quick_sweep / "trial_*")))[0]
+    unit_dirs = sorted(glob.glob(os.path.join(trial, "tensorboard", "*")))
+    assert [os.path.basename(d) for d in unit_dirs] == ["wf_1__seed11", "wf_1__seed7", "wf_2__seed11", "wf_2__seed7"]
+    for d in unit_dirs:
+        tags = _event_tags(d)
+        assert "val_loss" in tags and any(t.startswith("train_loss") for t in tags), tags
+    assert "ray/tune/val_pct_mae" in _event_tags(trial)
+
+
+def test_sweep_records_provenance_ranking_plot_and_best(quick_sweep):
+    meta = json.loads((quick_sweep / "sweep.json").read_text())
+    assert meta["notes"] == "from the tests"
+    assert len(meta["git_sha"] or "") == 40 and isinstance(meta["git_dirty"], bool)
+    assert meta["versions"]["ray"] and meta["versions"]["pytorch-forecasting"]
+    assert meta["spec"]["mode"] == "quick" and meta["spec"]["seeds"] == [7, 11]
+    ranking = pd.read_csv(quick_sweep / "config_ranking.csv")
+    assert list(ranking["rank"]) == [1, 2] and ranking["complete"].all()
+    assert ranking["robust_score"].is_monotonic_increasing
+    best = json.loads((quick_sweep / "best_model.json").read_text())
+    assert best["metrics"]["robust_score"] == pytest.approx(ranking["robust_score"].iloc[0])
+    assert len(best["unit_models"]) == 4 and all(os.path.isdir(p) for p in best["unit_models"].values())
+    assert isinstance(best["config"]["hidden_size"], int)
+    assert (quick_sweep / "plots" / "ranking.png").stat().st_size > 10_000
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_config):
+    # hidden_size 0 cannot build a TFT: that configuration fails, the baseline still completes.
+    cfg = json.loads(open(tiny_config).read())
+    cfg["param_ranges"] = {"attention_head_size": [1, 0]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    args = sweep_args(
+        tmp_path / "r",
+        str(path),
+        "--mode",
+        "ofat",
+        "--folds",
+        "1",
+        "--seeds",
+        "1",
+        "--name",
+        "f",
+        "--max-failures",
+        "0",
+    )
+    assert main("tft", args) == 0
+    ranking = pd.read_csv(tmp_path / "r" / "f" / "config_ranking.csv").fillna("")
+    assert list(ranking["complete"]) == [True, False]
+    assert ranking["error"].iloc[1] != ""
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_parallel_units_run_as_tasks_in_the_trial(tmp_path, tiny_config):
+    args = sweep_args(
+        tmp_path / "r",
+        tiny_config,
+        "--mode",
+        "priority",
+        "--max-runs",
+        "1",
+        "--folds",
+        "1",
+        "--seeds",
+        "2",
+        "--parallel-units",
+        "2",
+        "--cpus-per-trial",
+        "0.5",
+        "--name",
+        "p",
+    )
+    assert main("tft", args) == 0
+    trial = glob.glob(str(tmp_path / "r" / "p" / "trial_*"))[0]
+    assert len(_last_progress(trial)) == 2
+    units = glob.glob(os.path.join(trial, "units", "*", "model", "tft.ckpt"))
+    assert len(units) == 2
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_optuna_sweep_keeps_its_study_in_sqlite(tmp_path, tiny_config):
+    import optuna
+
+    args = sweep_args(
+        tmp_path / "r",
+        tiny_config,
+        "--mode",
+        "optuna",
+        "--num-samples",
+        "3",
+        "--folds",
+        "1",
+        "--seeds",
+        "1",
+        "--name",
+        "o",
+    )
+    assert main("tft", args) == 0
+    db = tmp_path / "r" / "o" / "optuna_study.db"
+    study = optuna.load_study(study_name="o", storage=f"sqlite:///{db}")
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3
+    assert len(glob.glob(str(tmp_path / "r" / "o" / "trial_*"))) == 3
+
+
+def test_killed_sweep_resumes_without_rerunning_finished_units(ray_session, tmp_path, tiny_config):
+    """SIGKILL the driver after its first fold checkpoint; --resume finishes every unit exactly once."""
+    storage = tmp_path / "r"
+    args = sweep_args(
+        storage,
+        tiny_config,
+        "--mode",
+        "priority",
+        "--max-runs",
+        "1",
+        "--folds",
+        "3",
+        "--seeds",
+        "1",
+        "--name",
+        "k",
+        "--address",
+        ray_session.get_runtime_context().gcs_address,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "sweeps" / "tft.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not glob.glob(str(storage / "k" / "trial_*" / "units" / "*" / "record.json")):
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    trial = glob.glob(str(storage / "k" / "trial_*"))[0]
+    before = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(trial, "units", "*", "record.json"))}
+    assert 1 <= len(before) < 3, "killed too late to test resume"
+
+    assert main("tft", ["--resume", "--name", "k", "--storage", str(storage)]) == 0
+    units = _last_progress(trial)
+    assert sorted(u["fold"] for u in units) == ["wf_1", "wf_2", "wf_3"]
+    # Units finished before the kill were not run again: same record, one TensorBoard run each.
+    for path, mtime in before.items():
+        assert os.stat(path).st_mtime_ns == mtime
+        key = os.path.basename(os.path.dirname(path))
+        assert len(glob.glob(os.path.join(trial, "tensorboard", key, "events.*"))) == 1, key
