@@ -11,6 +11,7 @@ from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, parse_seeds, read
 from trainables import registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
+from trainables.weights import WeightsNotFound
 
 
 def parser(model: str) -> argparse.ArgumentParser:
@@ -37,6 +38,11 @@ def parser(model: str) -> argparse.ArgumentParser:
         "--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
+    w = p.add_argument_group("weights (foundation models: toto, chronos2, kronos)")
+    w.add_argument("--pretrained", help="hub id or local directory of the weights (default: the official hub id)")
+    w.add_argument("--tokenizer", help="kronos only: hub id or local directory of the tokenizer")
+    w.add_argument("--init", choices=("pretrained", "scratch"), help="scratch: randomly initialised model (offline)")
+    w.add_argument("--size", choices=("tiny", "small"), help="architecture size with --init scratch")
     d = p.add_argument_group("data and folds")
     d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
     d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX or NDX")
@@ -76,6 +82,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
     """Merge defaults, the config file and flags (flags win) into a checked SweepSpec."""
     entry = registry.get(model)
     fields = read_config_file(args.config) if args.config else {}
+    fields["training_config"] = {**fields.get("training_config", {}), **_weight_flags(args, entry.spaces().BASELINE)}
     mode = args.mode or ("ofat" if fields.get("param_ranges") else "quick")
     folds = fields.get("folds", FoldPlan())
     if args.folds is not None or not folds.explicit:
@@ -118,6 +125,15 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
     check(spec, entry.spaces().BASELINE, list(registry.MODELS))
     _check_metric(spec.metric)
     return spec
+
+
+def _weight_flags(args: argparse.Namespace, baseline: dict) -> dict:
+    """--pretrained/--tokenizer/--init/--size as hyperparameter constants, if the model has them."""
+    given = {k: getattr(args, k) for k in ("pretrained", "tokenizer", "init", "size") if getattr(args, k)}
+    for key in given:
+        if key not in baseline:
+            raise SpecError(f"--{key} does not apply to this model (it has no {key!r} setting)")
+    return given
 
 
 def _check_metric(metric: str) -> None:
@@ -177,7 +193,7 @@ def main(model: str, argv: list[str] | None = None) -> int:
         from sweeps import driver
 
         prepared = driver.prepare(spec)
-    except (SpecError, DataError, FoldError) as exc:
+    except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return driver.run(spec, prepared)

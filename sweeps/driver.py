@@ -14,7 +14,7 @@ from search_spaces import strategies
 from sweeps import provenance
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
-from trainables import registry, store
+from trainables import registry, store, weights
 from trainables.data import load_prices
 from trainables.features import add_features
 from trainables.folds import Fold
@@ -28,19 +28,15 @@ class Prepared:
 
 
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
-    """The largest value `key` can take in this sweep (for checking fold lengths)."""
+    """The largest value `key` takes in this sweep's configurations (for checking fold lengths)."""
     spaces = registry.get(spec.model).spaces()
-    values = [baseline[key], *spec.param_ranges.get(key, [])]
-    if spec.mode in ("quick", "full", "grid", "priority"):
-        grid = {"quick": spaces.QUICK, "full": spaces.FULL, "grid": spec.param_ranges or spaces.GRID}
-        values += grid.get(spec.mode, {}).get(key, [])
-        values += [p[key] for p in (spec.points or spaces.PRIORITY) if key in p] if spec.mode == "priority" else []
-    if spec.mode == "ofat":
-        values += (spec.param_ranges or spaces.PARAM_RANGES).get(key, [])
-    if spec.mode == "optuna" and key in spaces.OPTUNA:
-        dom = spaces.OPTUNA[key]
-        values += list(getattr(dom, "categories", [])) or [getattr(dom, "upper", baseline[key])]
-    return int(max(values))
+    if spec.mode != "optuna":
+        configs = strategies.configurations(spec.mode, spaces, baseline, spec.param_ranges, spec.points)
+        return int(max(c[key] for c in configs[: spec.max_runs]))
+    dom = spaces.OPTUNA.get(key)
+    if dom is None:
+        return int(baseline[key])
+    return int(max([baseline[key], *(getattr(dom, "categories", None) or [getattr(dom, "upper", baseline[key])])]))
 
 
 def prepare(spec: SweepSpec) -> Prepared:
@@ -55,8 +51,17 @@ def prepare(spec: SweepSpec) -> Prepared:
     base = spec.baseline(entry.spaces().BASELINE)
     context, horizon = _longest(spec, entry.context_key, base), _longest(spec, entry.horizon_key, base)
     fold_mod.validate(list(folds), ts, context, horizon)
+    _check_weights(base)
     _check_target(spec)
     return Prepared(frame, features, folds)
+
+
+def _check_weights(base: dict) -> None:
+    # Offline without the weights: stop here with the hint, not in every trial.
+    if base.get("init") == "pretrained":
+        for key in ("pretrained", "tokenizer"):
+            if key in base:
+                weights.resolve(base[key])
 
 
 def _check_target(spec: SweepSpec) -> None:

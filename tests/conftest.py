@@ -26,6 +26,34 @@ TINY_TFT = {
     "attention_head_size": 1,
     "hidden_continuous_size": 4,
 }
+# Tiny foundation models: randomly initialised, a few fine-tuning steps, short context.
+TINY = {
+    "tft": TINY_TFT,
+    "toto": {
+        "context_length": 64,
+        "prediction_length": 4,
+        "max_steps": 3,
+        "warmup_steps": 1,
+        "batch_size": 4,
+        "num_samples": 8,
+    },
+    "chronos2": {"context_length": 64, "prediction_length": 2, "num_steps": 3, "batch_size": 8},
+    "kronos": {
+        "context_length": 64,
+        "prediction_length": 2,
+        "tokenizer_steps": 2,
+        "predictor_steps": 2,
+        "batch_size": 4,
+        "num_samples": 2,
+    },
+}
+# Steps that make each model zero-shot (no fine-tuning).
+ZERO_SHOT = {
+    "toto": {"max_steps": 0},
+    "chronos2": {"num_steps": 0},
+    "kronos": {"tokenizer_steps": 0, "predictor_steps": 0},
+}
+
 # Small rolling folds at the end of the embedded S&P 500 series.
 TINY_FOLDS = ["--window", "rolling", "--train-size", "200", "--val-size", "20", "--test-size", "20"]
 
