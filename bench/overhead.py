@@ -1,0 +1,125 @@
+"""Does Ray pay for itself? The same TFT units (a) through `sweeps/tft.py`, (b) in a plain loop.
+
+Both walls are end to end: (a) includes Ray's start-up and the trial actors' imports, (b) the
+imports of one process. Prints the time to the first reported result, peak memory per trial
+process and, last, `ratio=<sweep wall / sequential wall>` (target ≤ 0.65 on 2 cores).
+
+    python bench/overhead.py [--configs 4] [--folds 2] [--seeds 1] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)
+
+LEARNING_RATES = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-4, 2e-3, 5e-3]
+
+
+def _sweep_file(tmp: str, configs: int, epochs: int) -> str:
+    path = os.path.join(tmp, "bench.json")
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "training_config": {"max_epochs": epochs, "limit_train_batches": 30, "early_stopping_patience": 99},
+                "param_ranges": {"learning_rate": LEARNING_RATES[:configs]},
+            },
+            f,
+        )
+    return path
+
+
+def sequential(config_file: str, folds: int, seeds: int) -> float:
+    """Wall seconds of the units in a plain loop, in a fresh process (imports included)."""
+    code = f"""
+import sys, time, tempfile
+t0 = time.perf_counter()
+sys.path.insert(0, {str(ROOT)!r})
+from search_spaces import strategies
+from sweeps.spec import read_config_file, DEFAULT_SEEDS
+from trainables import registry
+from trainables.adapter import UnitData
+from trainables.data import load_prices
+from trainables.features import add_features
+from trainables.folds import generate, windows
+from trainables.unit import run_unit
+fields = read_config_file({config_file!r})
+spaces = registry.get("tft").spaces()
+base = {{**spaces.BASELINE, **fields["training_config"]}}
+configs = strategies.grid(base, fields["param_ranges"])
+frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
+cls = registry.get("tft").adapter()
+for config in configs:
+    for fold in generate(frame["timestamp"], {folds}, 126, 126):
+        data = UnitData(frame, feats, *windows(fold, frame["timestamp"]))
+        for seed in DEFAULT_SEEDS[:{seeds}]:
+            with tempfile.TemporaryDirectory() as out:
+                run_unit(cls, config, data, seed, out, None)
+print(time.perf_counter() - t0)
+"""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0
+
+
+def _trial_rss(peaks: dict[int, int]) -> None:
+    import psutil
+
+    for p in psutil.process_iter(["pid", "name", "cmdline", "memory_info"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if p.info["memory_info"] and ("ray::train" in cmd or "ray::ImplicitFunc" in cmd):
+            peaks[p.info["pid"]] = max(peaks.get(p.info["pid"], 0), p.info["memory_info"].rss)
+
+
+def swept(config_file: str, folds: int, seeds: int, storage: str) -> tuple[float, float, dict[int, int]]:
+    """(wall, seconds to the first reported result, peak RSS per trial process) of the sweep."""
+    cmd = [sys.executable, str(ROOT / "sweeps" / "tft.py"), "--config", config_file, "--mode", "grid",
+           "--folds", str(folds), "--seeds", str(seeds), "--storage", storage, "--name", "bench",
+           "--gpus-per-trial", "0"]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    first, peaks = None, {}
+    while proc.poll() is None:
+        if first is None and any(os.path.getsize(p) for p in glob.glob(f"{storage}/bench/trial_*/result.json")):
+            first = time.perf_counter() - t0
+        _trial_rss(peaks)
+        time.sleep(0.25)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"sweep failed with exit code {proc.returncode}")
+    return wall, first if first is not None else float("nan"), peaks
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", type=int, default=4)
+    p.add_argument("--folds", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=3)
+    a = p.parse_args()
+    units = a.configs * a.folds * a.seeds
+    with tempfile.TemporaryDirectory() as tmp:
+        config = _sweep_file(tmp, a.configs, a.epochs)
+        print(f"{units} TFT units ({a.configs} configs × {a.folds} folds × {a.seeds} seeds), {os.cpu_count()} CPUs")
+        seq = sequential(config, a.folds, a.seeds)
+        print(f"sequential loop (no Ray, torch default threads): {seq:6.1f} s")
+        wall, first, peaks = swept(config, a.folds, a.seeds, os.path.join(tmp, "results"))
+        print(f"sweeps/tft.py (Ray Tune, 1 CPU per trial):     {wall:6.1f} s")
+        print(f"time to first reported result:                  {first:6.1f} s (target < 15 s)")
+        if peaks:
+            mb = sorted(v / 2**20 for v in peaks.values())
+            print(f"peak RSS per trial process: max {mb[-1]:.0f} MB over {len(mb)} process(es)")
+    print(f"ratio={wall / seq:.3f}")
+
+
+if __name__ == "__main__":
+    main()
