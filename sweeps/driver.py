@@ -39,9 +39,38 @@ def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     return int(max([baseline[key], *(getattr(dom, "categories", None) or [getattr(dom, "upper", baseline[key])])]))
 
 
+def _check_storage(storage: str) -> None:
+    if "://" in storage:
+        try:
+            store.filesystem(storage)
+        except Exception as exc:  # pyarrow names the problem (scheme, bucket, credentials)
+            raise SpecError(f"--storage {storage!r} is not usable: {str(exc).splitlines()[0]}") from None
+    elif os.path.exists(storage) and not os.path.isdir(storage):
+        raise SpecError(f"--storage {storage!r} is a file, not a directory")
+
+
+def _check_address(address: str | None) -> None:
+    """An explicit Ray address must answer now, or the sweep would hang waiting for it."""
+    if address in (None, "auto", "local") or address.startswith("ray://"):
+        return
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise SpecError(f"--address {address!r} must look like HOST:PORT")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+    except OSError:
+        raise SpecError(
+            f"--address {address!r}: no Ray cluster answers there (start one with `ray start --head`)"
+        ) from None
+
+
 def prepare(spec: SweepSpec) -> Prepared:
     """Load and check everything the sweep needs, before Ray starts; raise on bad input."""
     entry = registry.get(spec.model)
+    _check_storage(spec.storage)
+    _check_address(spec.address)
     if importlib.util.find_spec(entry.package) is None:
         raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
     frame, features = add_features(load_prices(spec.data, spec.asset, spec.columns), spec.features)

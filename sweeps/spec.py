@@ -202,14 +202,14 @@ def _ranges(value: Any) -> dict[str, list]:
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`--seeds 3` → the first three default seeds; `--seeds 7,11` → exactly those."""
     try:
-        if "," not in text:
-            n = int(text)
-            if not 1 <= n <= len(DEFAULT_SEEDS):
-                raise SpecError(f"--seeds {text}: give 1..{len(DEFAULT_SEEDS)} or a comma list of seeds")
-            return DEFAULT_SEEDS[:n]
-        return _seeds([int(s) for s in text.split(",")], "--seeds")
+        values = [int(s) for s in text.split(",")]
     except ValueError:
         raise SpecError(f"--seeds {text!r} is neither a count nor a comma list of integers") from None
+    if "," in text:
+        return _seeds(values, "--seeds")
+    if not 1 <= values[0] <= len(DEFAULT_SEEDS):
+        raise SpecError(f"--seeds {text}: give 1..{len(DEFAULT_SEEDS)} or a comma list of seeds")
+    return DEFAULT_SEEDS[: values[0]]
 
 
 def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None:

@@ -137,3 +137,17 @@ def test_two_half_gpu_trials_share_one_gpu_at_the_same_time(tmp_path, tiny_confi
         spans.append((end - rows[-1]["time_total_s"], end))
     (s1, e1), (s2, e2) = sorted(spans)
     assert s2 < e1, f"trials ran one after the other: {spans}"
+
+
+@pytest.mark.parametrize("model", registry.MODELS)
+def test_same_configuration_fold_and_seed_give_the_same_metrics(model, tmp_path):
+    from trainables.unit import run_unit
+
+    cls = registry.get(model).adapter()
+    config = {**registry.get(model).spaces().BASELINE, **TINY[model]}
+    if model != "tft":
+        config.update(init="scratch", size="tiny")
+    data = _unit_data(synthetic_prices(320))
+    first = run_unit(cls, config, data, 11, str(tmp_path / "a"), None)["metrics"]
+    again = run_unit(cls, config, data, 11, str(tmp_path / "b"), None)["metrics"]
+    assert first == again

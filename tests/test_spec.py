@@ -203,3 +203,38 @@ def test_help_explains_every_flag():
         "--fail-fast",
     ):
         assert flag in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--storage", "ftp://nowhere/x"], "--storage 'ftp://nowhere/x' is not usable"),
+        (["--address", "127.0.0.1:9"], "no Ray cluster answers there"),
+        (["--address", "somewhere"], "must look like HOST:PORT"),
+        (["--init", "scratch"], "--init does not apply to this model"),
+        (["--pretrained", "x/y"], "--pretrained does not apply to this model"),
+        (["--parallel-units", "0"], "--parallel-units must be at least 1"),
+        (["--gpus-per-trial", "-1"], "--gpus-per-trial must be"),
+        (["--folds", "0"], "--folds must be at least 1"),
+        (["--seeds", "0"], "--seeds 0: give 1.."),
+    ],
+)
+def test_cli_bad_storage_address_and_flags(tmp_path, capsys, args, message):
+    storage_flag = [] if "--storage" in args else ["--storage", str(tmp_path / "results")]
+    code, err = _main([*args, *storage_flag], capsys)
+    assert code == 2 and re.search(re.escape(message), err), err
+    assert not (tmp_path / "results").exists()
+
+
+def test_storage_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    code, err = _main(["--storage", str(tmp_path / "afile")], capsys)
+    assert code == 2 and "is a file, not a directory" in err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_config_file_values_the_wrong_type(tmp_path, capsys):
+    code, err = _main(["--config", _write(tmp_path, {"training_config": {"max_epochs": 1.5}}),
+                       "--storage", str(tmp_path / "r")], capsys)  # fmt: skip
+    assert code == 2 and "training_config.max_epochs must be int, got 1.5" in err
+    assert not (tmp_path / "r").exists()

@@ -8,25 +8,26 @@ import os
 import pyarrow.fs as pafs
 
 
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
+def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it (raises on an unusable URI)."""
     if "://" in path:
         return pafs.FileSystem.from_uri(path)
     return pafs.LocalFileSystem(), os.path.abspath(path)
 
 
 def exists(path: str) -> bool:
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
 def read_text(path: str) -> str:
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     with fs.open_input_stream(p) as f:
         return f.read().decode()
 
 
 def write_text(path: str, text: str) -> None:
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     fs.create_dir(os.path.dirname(p), recursive=True)
     with fs.open_output_stream(p) as f:
         f.write(text.encode())
@@ -34,7 +35,7 @@ def write_text(path: str, text: str) -> None:
 
 def list_dirs(path: str) -> list[str]:
     """Names of the sub-directories of `path` (empty when it does not exist)."""
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     if fs.get_file_info(p).type != pafs.FileType.Directory:
         return []
     infos = fs.get_file_info(pafs.FileSelector(p))
@@ -59,7 +60,7 @@ def put_dir(local: str, dest: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
         shutil.move(local, dest)
         return
-    fs, p = _fs(dest)
+    fs, p = filesystem(dest)
     fs.create_dir(p, recursive=True)
     pafs.copy_files(local, p, destination_filesystem=fs)
 
