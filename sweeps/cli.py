@@ -192,8 +192,7 @@ def main(model: str, argv: list[str] | None = None) -> int:
         spec = resumed_spec(model, args) if args.resume else spec_from_args(model, args)
         from sweeps import driver
 
-        prepared = driver.prepare(spec)
+        return driver.run(spec, driver.prepare(spec))
     except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return driver.run(spec, prepared)

@@ -101,20 +101,21 @@ def _check_target(spec: SweepSpec) -> None:
 
 
 def _init_ray(address: str | None) -> None:
+    """Connect to `address` (or $RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray."""
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # "local" always starts a new instance: never join a stale `ray start` cluster by accident.
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
     root = str(provenance.ROOT)
     # Local workers must import this project wherever they start; a cluster ships it itself.
     runtime_env = {"env_vars": {"PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}}
-    ray.init(
-        address=address,
-        runtime_env=runtime_env if address is None else None,
-        include_dashboard=False,
-        log_to_driver=True,
-    )
+    try:
+        ray.init(address=address, runtime_env=runtime_env if address == "local" else None, include_dashboard=False)
+    except Exception as exc:  # refused token, version mismatch, cluster gone...
+        raise SpecError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
 
 
 def _resources(spec: SweepSpec):
@@ -176,7 +177,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     path = f"{storage.rstrip('/')}/{spec.name}"
     if spec.resume:
         if not tune.Tuner.can_restore(path):
-            raise SystemExit(f"error: {path} holds no restorable Tune experiment")
+            raise SpecError(f"--resume: {path} holds no restorable Tune experiment")
         print(f"Resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
@@ -192,9 +193,13 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
 
 
 def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict):
+    import logging
+
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    # Each explicit configuration differs from the baseline constants by design: not worth a warning.
+    logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
     base = spec.baseline(entry.spaces().BASELINE)
     per_trial = spec.cpus_per_trial * spec.parallel_units
     concurrent = spec.max_concurrent or max(1, int(cluster.get("CPU", 1) // per_trial))

@@ -64,6 +64,7 @@ def ray_session():
     import ray
 
     ray.init(
+        address="local",  # a new instance, whatever other Ray clusters run on this machine
         num_cpus=2,
         num_gpus=1,
         object_store_memory=300 * 1024**2,

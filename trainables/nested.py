@@ -99,7 +99,9 @@ def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, lo
         out = os.path.join(tmp, "unit")
         record = run_unit(registry.get(model).adapter(), config, data, seed, out, log_dir, _device())
         store.put_dir(out, dest)
-    return record
+    import ray
+
+    return {**record, "node_id": ray.get_runtime_context().get_node_id()}
 
 
 def _trial_store(plan: Plan) -> str:
