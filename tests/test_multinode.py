@@ -31,7 +31,7 @@ def _ray(*args: str, env: dict) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory):
+def two_nodes():
     """(address, env with the token) of a head node and a worker node, 1 CPU each."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": str(ROOT)}  # fmt: skip
