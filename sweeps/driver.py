@@ -187,9 +187,34 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
             shutil.rmtree(path)
         _record(spec, prepared)
         tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources())
-    results = tuner.fit()
+    results, interrupted = _fit(tuner)
     print(summary.describe(spec, path, results, time.perf_counter() - t0))
+    if interrupted:  # Ctrl-C: Tune saved its state on the way out
+        print(
+            f"\nInterrupted. Continue with: python sweeps/{spec.model}.py --resume --name {spec.name} "
+            f"--storage {spec.storage}"
+        )
+        return 130
     return 0
+
+
+def _fit(tuner):
+    """tuner.fit(), and whether Ctrl-C interrupted it.
+
+    Tune catches the first SIGINT itself and then puts back the handler it found, so a marker
+    handler installed here is back in place exactly when the run was interrupted.
+    """
+    import signal
+
+    def marker(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        results = tuner.fit()
+        return results, signal.getsignal(signal.SIGINT) is marker
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict):

@@ -263,3 +263,26 @@ def test_killed_sweep_resumes_without_rerunning_finished_units(ray_session, tmp_
         assert os.stat(path).st_mtime_ns == mtime
         key = os.path.basename(os.path.dirname(path))
         assert len(glob.glob(os.path.join(trial, "tensorboard", key, "events.*"))) == 1, key
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_sweep(tmp_path, tiny_config):
+    from ray import tune
+
+    storage = tmp_path / "r"
+    args = sweep_args(storage, tiny_config, "--mode", "quick", "--max-runs", "1", "--folds", "3", "--seeds", "1",
+                      "--name", "c")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweeps" / "tft.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 240
+    while not glob.glob(str(storage / "c" / "trial_*" / "units" / "*" / "record.json")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-2000:]
+    assert "--resume --name c" in out
+    assert tune.Tuner.can_restore(str(storage / "c"))
+    assert main("tft", ["--resume", "--name", "c", "--storage", str(storage)]) == 0
+    trial = glob.glob(str(storage / "c" / "trial_*"))[0]
+    assert sorted(u["fold"] for u in _last_progress(trial)) == ["wf_1", "wf_2", "wf_3"]
