@@ -286,3 +286,38 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_sweep(tmp_path, tiny_config
     assert main("tft", ["--resume", "--name", "c", "--storage", str(storage)]) == 0
     trial = glob.glob(str(storage / "c" / "trial_*"))[0]
     assert sorted(u["fold"] for u in _last_progress(trial)) == ["wf_1", "wf_2", "wf_3"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_killed_trial_process_is_retried_from_its_last_fold(tmp_path, tiny_config):
+    """SIGKILL the trial's worker process mid-sweep: Tune retries it, finished units are kept."""
+    import threading
+
+    storage = tmp_path / "r"
+    killed = {}
+
+    def kill_after_first_unit():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            records = glob.glob(str(storage / "w" / "trial_*" / "units" / "*" / "record.json"))
+            if records:
+                record = json.loads(open(records[0]).read())
+                killed.update(unit=record["unit"], pid=record["pid"])
+                os.kill(record["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=kill_after_first_unit)
+    watcher.start()
+    args = sweep_args(storage, tiny_config, "--mode", "quick", "--max-runs", "1", "--folds", "3", "--seeds", "1",
+                      "--name", "w", "--max-failures", "2")  # fmt: skip
+    assert main("tft", args) == 0
+    watcher.join()
+    assert killed, "no unit finished to kill after"
+    trial = glob.glob(str(storage / "w" / "trial_*"))[0]
+    units = _last_progress(trial)
+    assert sorted(u["fold"] for u in units) == ["wf_1", "wf_2", "wf_3"]
+    assert {u["pid"] for u in units if u["unit"] != killed["unit"]} != {killed["pid"]}, (
+        "later units ran in a new process"
+    )
+    assert len(glob.glob(os.path.join(trial, "tensorboard", killed["unit"], "events.*"))) == 1, "not rerun"

@@ -101,7 +101,7 @@ def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, lo
         store.put_dir(out, dest)
     import ray
 
-    return {**record, "node_id": ray.get_runtime_context().get_node_id()}
+    return {**record, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
 def _trial_store(plan: Plan) -> str:
