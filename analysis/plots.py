@@ -1,41 +1,212 @@
-"""Plots: they only draw tables computed elsewhere (headless, PNG)."""
+"""Plots: each draws one table computed elsewhere into a PNG (headless); returns the path."""
 
 from __future__ import annotations
 
-import os
+import io
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.ranking import hyperparameters  # noqa: E402
+from analysis import files  # noqa: E402
+from analysis.ranking import config_labels  # noqa: E402
+
+BLUE, RED, GREEN, GREY = "#4c72b0", "#c44e52", "#55a868", "#8c8c8c"
 
 
-def _label(row: pd.Series, cols: list[str]) -> str:
-    return ", ".join(f"{c.removeprefix('config/')}={row[c]}" for c in cols) or "baseline"
+def _save(fig, path: str) -> str:
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    files.write_bytes(path, buf.getvalue())
+    return path
+
+
+def _empty(path: str, title: str, text: str) -> str:
+    fig, ax = plt.subplots(figsize=(7, 2.5))
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11)
+    ax.set_axis_off()
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def _wrap(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def ranking_plot(ranked: pd.DataFrame, metric: str, path: str, top: int = 15) -> str:
-    """Horizontal bars of mean ± std of `metric` for the top configurations, best on top."""
-    shown = ranked[ranked["complete"]].head(top)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.45 * max(len(shown), 1)))
+    """Horizontal bars of mean ± std of `metric` for the top ranked configurations, best on top."""
+    title = f"Configurations ranked by robust score on {metric} ({ranked.attrs.get('mode', 'min')}imise)"
+    shown = ranked[ranked["status"] == "ok"].head(top)
     if shown.empty:
-        ax.text(0.5, 0.5, "no configuration completed", ha="center", va="center")
-    else:
-        cols = hyperparameters(ranked)
-        labels = [f"#{r['rank']}  {_label(r, cols)}" for _, r in shown.iterrows()]
-        y = range(len(shown))[::-1]
-        ax.barh(list(y), shown[metric], xerr=shown[f"{metric}_std"], color="#4c72b0", alpha=0.8, capsize=3)
-        if "val_naive_pct_mae" in shown and metric == "val_pct_mae":
-            ax.axvline(shown["val_naive_pct_mae"].mean(), color="#c44e52", ls="--", label="naive (random walk)")
-            ax.legend(loc="lower right")
-        ax.set_yticks(list(y), labels, fontsize=8)
-        ax.set_xlabel(f"{metric} (mean ± std over folds × seeds)")
-    ax.set_title("Configurations ranked by robust score (mean + std)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+        return _empty(path, title, "no configuration completed every fold × seed")
+    labels = [f"#{r}  {_wrap(lab)}" for r, lab in zip(shown["rank"], config_labels(ranked, shown.index))]
+    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.45 * len(shown)))
+    y = np.arange(len(shown))[::-1]
+    mean, std = shown[metric].to_numpy(float), shown[f"{metric}_std"].to_numpy(float)
+    ax.barh(y, mean, xerr=std, color=BLUE, alpha=0.85, capsize=3, label="mean ± std over folds × seeds")
+    for yi, m, sd in zip(y, mean, std):
+        ax.text(m + sd, yi, f"  {m:.3g} ± {sd:.2g}", va="center", fontsize=8)
+    naive = metric.replace("val_", "val_naive_", 1) if metric.endswith("pct_mae") else None
+    if naive in shown and shown[naive].notna().any():
+        ax.axvline(shown[naive].mean(), color=RED, ls="--", label=f"naive (random walk): {shown[naive].mean():.3g}")
+    ax.set_xlim(min(0, np.nanmin(mean - std) * 1.1), np.nanmax(mean + std) * 1.25)
+    ax.set_yticks(y, labels, fontsize=9)
+    ax.set_xlabel(f"{metric} ({int(shown['units_compared'].max())} folds × seeds compared)")
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def impact_plot(summary: pd.DataFrame, metric: str, path: str) -> str:
+    """Mean delta vs the baseline (± its std over units) per parameter value; green = improves."""
+    title = f"Parameter impact on {metric} (delta vs baseline)"
+    if summary.empty:
+        return _empty(path, title, "no configuration to compare with the baseline")
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.42 * len(summary)))
+    y = np.arange(len(summary))[::-1]
+    colors = [GREEN if ok else RED for ok in summary["improves"]]
+    ax.barh(y, summary["mean_delta"], xerr=summary["std_delta"], color=colors, alpha=0.85, capsize=3)
+    ax.axvline(0, color="black", lw=0.8)
+    labels = [_wrap(f"{p} = {v}  (n={n})") for p, v, n in zip(summary["param"], summary["value"], summary["units"])]
+    ax.set_yticks(y, labels, fontsize=9)
+    ax.set_xlabel(f"mean {metric} delta vs baseline ± std over folds × seeds (green: better)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def importance_plot(table: pd.DataFrame, path: str, title: str = "Hyperparameter importance (fANOVA)") -> str:
+    """Bars of each hyperparameter's importance, largest on top."""
+    if table.empty:
+        return _empty(path, title, "needs at least 3 finished configurations with varying parameters")
+    table = table.sort_values("importance")
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.42 * len(table)))
+    ax.barh(table["param"], table["importance"], color=BLUE, alpha=0.85)
+    for y, v in enumerate(table["importance"]):
+        ax.text(v, y, f" {v:.2f}", va="center", fontsize=9)
+    ax.set_xlim(0, max(1.0, table["importance"].max() * 1.15))
+    ax.set_xlabel(f"importance (share of variance, {int(table['configs'].iloc[0])} configurations)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def heatmap_plot(matrix: pd.DataFrame, labels: list[str], metric: str, mode: str, path: str) -> str:
+    """Metric by configuration (rows, best ranked on top) × fold (columns), annotated."""
+    title = f"{metric} by fold (mean over seeds)"
+    if matrix.empty:
+        return _empty(path, title, "no completed unit")
+    values = matrix.to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=(2.5 + 1.1 * matrix.shape[1] + 3, 1.4 + 0.4 * matrix.shape[0]))
+    im = ax.imshow(values, aspect="auto", cmap="RdYlGn_r" if mode == "min" else "RdYlGn")
+    for (i, j), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(matrix.shape[1]), matrix.columns, fontsize=9)
+    ax.set_yticks(range(matrix.shape[0]), [_wrap(lab, 40) for lab in labels], fontsize=8)
+    fig.colorbar(im, ax=ax, label=f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def curves_plot(curves: pd.DataFrame, labels: dict[str, str], path: str) -> str:
+    """Loss per step of every unit of the top configurations: one panel per loss, one colour per config."""
+    from matplotlib.ticker import MaxNLocator
+
+    title = "Learning curves of the top configurations"
+    if curves.empty:
+        return _empty(path, title, "no TensorBoard curves stored for these configurations")
+    tags = list(dict.fromkeys(curves["tag"]))
+    fig, axes = plt.subplots(1, len(tags), figsize=(5.5 * len(tags), 4.2), squeeze=False)
+    colors = dict(zip(labels, plt.cm.tab10.colors))
+    for ax, tag in zip(axes[0], tags):
+        part = curves[curves["tag"] == tag]
+        for _, unit in part.groupby(["config_id", "fold", "seed"]):
+            color = colors.get(unit["config_id"].iloc[0], GREY)
+            ax.plot(unit["step"], unit["value"], marker="o", ms=4, lw=1, alpha=0.75, color=color)
+        ax.set_title(tag)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if part["step"].nunique() == 1:
+            ax.set_xlim(part["step"].iloc[0] - 1, part["step"].iloc[0] + 1)
+        values = part["value"]
+        if (values > 0).all() and values.max() / values.min() > 20:
+            ax.set_yscale("log")
+    handles = [plt.Line2D([], [], color=colors[c], marker="o", label=_wrap(labels[c], 40)) for c in labels]
+    axes[0][-1].legend(handles=handles, fontsize=8, loc="best")
+    fig.suptitle(f"{title} (one line per fold × seed)")
+    return _save(fig, path)
+
+
+def forecast_plot(table: pd.DataFrame, label: str, path: str) -> str:
+    """One-step-ahead forecast vs actual and naive on each fold's test window (seeds averaged)."""
+    import matplotlib.dates as mdates
+
+    title = f"Test forecasts of the best configuration: {_wrap(label, 60)}"
+    if table.empty:
+        return _empty(path, title, "no stored predictions")
+    first = table[table["step"] == 1]
+    folds = first.drop_duplicates("fold").sort_values("fold_end")["fold"].tolist()
+    fig, axes = plt.subplots(len(folds), 1, figsize=(10, 2.8 * len(folds) + 0.6), squeeze=False)
+    for ax, fold in zip(axes[:, 0], folds):
+        part = first[first["fold"] == fold].groupby("timestamp")[["y_true", "y_pred", "y_naive"]].mean()
+        ax.plot(part.index, part["y_true"], color="black", lw=1.6, label="actual")
+        ax.plot(part.index, part["y_pred"], color=BLUE, lw=1.4, marker="o", ms=3, label="1-step forecast (seed mean)")
+        ax.plot(part.index, part["y_naive"], color=GREY, lw=1, ls="--", label="naive (last value)")
+        ax.set_title(f"{fold}", fontsize=10)
+        locator = mdates.AutoDateLocator(maxticks=8)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_ylabel("price")
+    axes[0, 0].legend(fontsize=8, loc="best")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def drift_plot(table: pd.DataFrame, path: str) -> str:
+    """PSI of every variable per fold, train vs val and train vs test, annotated with the KS p-value."""
+    title = "Drift vs the train window: PSI (KS p-value in brackets)"
+    if table.empty:
+        return _empty(path, title, "data not available: drift not computed")
+    order = table.drop_duplicates("variable").sort_values("kind", ascending=False, kind="stable")
+    names = {v: v + (" (calendar)" if k == "calendar" else "") for v, k in zip(order["variable"], order["kind"])}
+    splits = list(dict.fromkeys(table["split"]))
+    height = 1.8 + 0.5 * len(names)
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), height), layout="constrained")
+    axes = np.atleast_1d(axes)
+    for ax, split in zip(axes, splits):
+        part = table[table["split"] == split]
+        psi = part.pivot(index="variable", columns="fold", values="psi").reindex(list(names))
+        pval = part.pivot(index="variable", columns="fold", values="ks_pvalue").reindex_like(psi)
+        # Capped at 1: the 0.1 / 0.25 thresholds stay visible next to calendar features' large values.
+        im = ax.imshow(psi.to_numpy(float), aspect="auto", cmap="Reds", vmin=0, vmax=1.0)
+        for (i, j), v in np.ndenumerate(psi.to_numpy(float)):
+            color = "white" if v > 0.6 else "black"
+            ax.text(j, i, f"{v:.2f}\n(p={pval.iat[i, j]:.2g})", ha="center", va="center", fontsize=7, color=color)
+        ax.set_xticks(range(psi.shape[1]), psi.columns, fontsize=9)
+        ax.set_yticks(range(psi.shape[0]), [names[v] for v in psi.index], fontsize=9)
+        ax.set_title(f"train vs {split}")
+    fig.colorbar(im, ax=list(axes), label="PSI (0.1 moderate, 0.25 large; ≥ 1 same colour)")
+    fig.suptitle(title, fontsize=11)
+    return _save(fig, path)
+
+
+def history_plot(history: pd.DataFrame, metric: str, mode: str, path: str) -> str:
+    """Optuna optimisation history: each trial's value and the best so far."""
+    title = f"Optimisation history ({metric})"
+    done = history.dropna(subset=["value"])
+    if done.empty:
+        return _empty(path, title, "no finished trial")
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.scatter(done["number"], done["value"], color=BLUE, s=22, label="trial", zorder=3)
+    best = done["value"].cummin() if mode == "min" else done["value"].cummax()
+    ax.step(done["number"], best, where="post", color=RED, label="best so far")
+    ax.set_xlabel("trial number")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,84 +1,44 @@
-"""What a sweep prints and writes at its end: the ranking, a plot and the best model."""
+"""The end of every sweep: regenerate all analysis artefacts, print the ranking and where things went."""
 
 from __future__ import annotations
 
-import glob
-import json
-import os
+import sys
+import traceback
 
-import pandas as pd
-
-from analysis.ranking import hyperparameters, rank, trial_table
 from sweeps.spec import SweepSpec
-from trainables import store
 
 
-def _fmt(x: object, digits: int = 3) -> str:
-    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+def describe(spec: SweepSpec, path: str, _results, wall: float) -> str:
+    """Write every artefact of the sweep at `path` (analysis.report) and return the summary text.
 
+    `_results` (Tune's ResultGrid) is not needed: everything is read back from the stored files,
+    exactly as `python analysis/report.py PATH` would.
+    """
+    from analysis.report import generate
+    from analysis.text import best_text, ranking_text
 
-def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10) -> str:
-    """A plain-text table of the top configurations."""
-    test = "test_" + metric.removeprefix("val_")
-    shown = hyperparameters(ranked)
-    lines = []
-    for _, r in ranked.head(top).iterrows():
-        params = ", ".join(f"{c.removeprefix('config/')}={r[c]}" for c in shown) or "baseline"
-        status = "" if r["complete"] else ("  FAILED: " + r["error"] if r["error"] else "  incomplete")
-        lines.append(
-            f"{r['rank']:>3}  {_fmt(r.get(metric))} ± {_fmt(r.get(f'{metric}_std'))}  "
-            f"{_fmt(r.get(test))}  {_fmt(r.get('val_dm_pvalue_vs_naive'))}  "
-            f"{int(r['units_done']) if pd.notna(r['units_done']) else 0}/{r['units_expected']}  {params}{status}"
-        )
-    head = f"rank  {metric} (mean ± std)  {test}  dm_p_vs_naive  units  configuration"
-    return "\n".join([head, *lines])
-
-
-def describe(spec: SweepSpec, path: str, results, wall: float) -> str:
-    """Write config_ranking.csv and best_model.json next to the results; return the summary text."""
-    units = len(json.loads(store.read_text(f"{path}/sweep.json"))["folds"]) * len(spec.seeds)
-    ranked = rank(trial_table(results), spec.metric, units)
-    store.write_text(f"{path}/config_ranking.csv", ranked.to_csv(index=False))
-    best = _best(ranked, spec)
-    if best:
-        store.write_text(f"{path}/best_model.json", store.dumps(best))
-    if "://" not in path:
-        from analysis.plots import ranking_plot
-
-        ranking_plot(ranked, spec.metric, os.path.join(path, "plots", "ranking.png"))
-    failed = int((ranked["error"] != "").sum())
-    where = [
-        f"\nSweep {spec.name}: {len(ranked)} configurations, {failed} failed, {wall:.0f} s",
+    try:
+        report = generate(path, metric=spec.metric)
+    except Exception:  # the sweep's results are safe on disk; the report can be rebuilt later
+        traceback.print_exc(file=sys.stderr)
+        return f"\nSweep {spec.name} finished ({wall:.0f} s) but its report failed; rerun: python analysis/report.py {path}"
+    ranked, art = report.tables.ranked, report.artefacts
+    counts = report.summary["status_counts"]
+    lines = [
+        f"\nSweep {spec.name}: {len(ranked)} configurations, {counts.get('ok', 0)} complete, "
+        f"{counts.get('failed', 0)} failed, {wall:.0f} s",
         ranking_text(ranked, spec.metric),
-        f"\nResults:      {path}",
-        f"Ranking:      {path}/config_ranking.csv",
-        f"Plot:         {path}/plots/ranking.png" if "://" not in path else "",
-        f"Best model:   {path}/best_model.json" if best else "Best model:   none (no configuration completed)",
+        "",
+        best_text(report.best) if report.best else "Best model:   none (no configuration completed every unit)",
+        "",
+        f"Results:      {path}",
+        f"Report:       {art['report.md']}",
+        f"Ranking:      {art['config_ranking.csv']}",
+        f"Runs table:   {art['sweep_runs.parquet']}",
+        f"Plots:        {path.rstrip('/')}/plots/",
+        f"Best model:   {art['best_model.json']}" if "best_model.json" in art else None,
+        f"Optuna:       {art['optuna_summary']}" if "optuna_summary" in art else None,
+        *[f"Note:         {n}" for n in report.tables.notes],
         f"TensorBoard:  tensorboard --logdir {spec.storage}",
     ]
-    return "\n".join(w for w in where if w)
-
-
-def _best(ranked: pd.DataFrame, spec: SweepSpec) -> dict | None:
-    done = ranked[ranked["complete"]]
-    if done.empty:
-        return None
-    top = done.iloc[0]
-    config = {c.removeprefix("config/"): top[c] for c in ranked.columns if c.startswith("config/")}
-    metrics = {k: top[k] for k in ranked.columns if k.startswith(("val_", "test_")) or k == "robust_score"}
-    return {
-        "model": spec.model,
-        "sweep": spec.name,
-        "trial_path": top["path"],
-        "config": config,
-        "metrics": metrics,
-        "unit_models": unit_models(top["path"]),
-    }
-
-
-def unit_models(trial_path: str) -> dict[str, str]:
-    """Model directory of every (fold, seed) unit of a local trial, keyed by unit."""
-    if "://" in trial_path:
-        return {}
-    units = sorted(glob.glob(os.path.join(trial_path, "units", "*", "model")))
-    return {os.path.basename(os.path.dirname(u)): u for u in units}
+    return "\n".join(line for line in lines if line is not None)

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 TRADING_DAYS = 252
 
@@ -75,6 +74,8 @@ def dm_pvalue_vs_naive(y_true, y_pred, y_last) -> float:
         return 1.0 if np.allclose(d, 0) else 0.0
     stat = d.mean() / np.sqrt(var / n)
     stat *= np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n)
+    from scipy import stats  # here, not at the top: best.py needs directions, not scipy (~1 s)
+
     return float(2 * stats.t.sf(abs(stat), df=n - 1))
 
 

@@ -1,0 +1,191 @@
+"""The best configuration(s) across every sweep under a results directory.
+
+    python analysis/best.py --metric val_pct_mae
+    python analysis/best.py --metric val_pct_mae --model toto --top-k 5
+    python analysis/best.py --metric val_sharpe --mode max --export-path best_model.json
+    python analysis/best.py --interactive
+
+Reads each sweep's cached tidy table (sweep_runs.parquet; rebuilt from the files when stale).
+`--export-path` writes the chosen model's checkpoint, configuration and metrics as JSON:
+    from analysis.results import load_model
+    model = load_model("best_model.json")       # a fitted adapter: model.predict(data, origins)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+import json
+import os
+
+import pandas as pd
+
+from analysis import files
+from analysis.ranking import direction, rank_configs
+from analysis.runs import ResultsError, load_runs, metric_columns
+from trainables import registry, store
+
+
+def _pick_unit(units: pd.DataFrame, metric: str, mode: str) -> pd.Series:
+    # Deploy the model trained on the newest data: the last fold, its best seed on the val metric.
+    last = units[units["fold_end"] == units["fold_end"].max()]
+    return last.sort_values(metric, ascending=mode == "min", na_position="last").iloc[0]
+
+
+def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict | None:
+    """The configuration at `rank` (1 = best) with its metrics, checkpoint and every unit's model."""
+    metric, mode = ranked.attrs["metric"], ranked.attrs["mode"]
+    row = ranked[ranked["rank"] == rank]
+    if row.empty or row.iloc[0]["status"] != "ok":
+        return None
+    row = row.iloc[0]
+    units = runs[
+        (runs["model"] == row["model"]) & (runs["config_id"] == row["config_id"]) & (runs["status"] == "complete")
+    ]
+    units = units.drop_duplicates(["fold_id", "seed"])
+    pick = _pick_unit(units, metric, mode)
+    several = units["sweep"].nunique() > 1
+    metrics = {c: row[c] for c in ranked.columns if c.startswith(("val_", "test_"))}
+    return {
+        "model": row["model"],
+        "sweep": row["sweeps"],
+        "config_id": row["config_id"],
+        "config": json.loads(row["config"]),
+        "metric": metric,
+        "mode": mode,
+        "rank": rank,
+        "metrics": {**metrics, "robust_score": row["robust_score"]},
+        "units_compared": int(row["units_compared"]),
+        "checkpoint": pick["checkpoint"],
+        "checkpoint_unit": {
+            "fold": pick["fold"],
+            "seed": int(pick["seed"]),
+            "metrics": {c: pick[c] for c in metric_columns(units) if pd.notna(pick[c])},
+        },
+        "unit_models": {
+            (f"{u['sweep']}/{u['unit']}" if several else u["unit"]): u["checkpoint"] for _, u in units.iterrows()
+        },
+        "trial_path": row["trial_path"],
+    }
+
+
+def best_runs(
+    metric: str = "val_pct_mae",
+    model: str | None = None,
+    mode: str | None = None,
+    k: int = 1,
+    results: str = "results",
+    refresh: bool = False,
+) -> list[dict]:
+    """The k best complete configurations for `metric` (and `model`) under `results`, best first."""
+    ranked, runs = rank_results(results, metric, model, mode, refresh)
+    records = [best_record(ranked, runs, r) for r in range(1, k + 1)]
+    return [r for r in records if r is not None]
+
+
+def rank_results(
+    results: str, metric: str, model: str | None = None, mode: str | None = None, refresh: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(configuration ranking, tidy runs) of every sweep under `results`."""
+    runs = load_runs(results, refresh=refresh, model=model)
+    if runs.empty:
+        raise ResultsError(f"no runs{' of model ' + model if model else ''} under {results!r}")
+    return rank_configs(runs, metric, mode), runs
+
+
+def export(record: dict, path: str) -> str:
+    """Write the best model's hand-off JSON (see the module doc for the two lines that load it)."""
+    files.write_text(path, store.dumps(record))
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python analysis/best.py", description=__doc__.split("\n")[0])
+    p.add_argument("--metric", default="val_pct_mae", help="validation metric to select on (val_…)")
+    p.add_argument("--mode", choices=("min", "max"), help="direction (default: the metric's own)")
+    p.add_argument("--model", help=f"only this model ({', '.join(registry.MODELS)})")
+    p.add_argument("--top-k", type=int, default=1, help="how many configurations to show")
+    p.add_argument("--results", default="results", help="results root (local directory or s3://…)")
+    p.add_argument("--export-path", help="write the best (or picked) model's hand-off JSON here")
+    p.add_argument("--interactive", action="store_true", help="pick one of the top-k in the terminal")
+    p.add_argument("--refresh", action="store_true", help="re-read every sweep's files, ignoring the cache")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first problem with the arguments, as one line, or None."""
+    if not args.metric.startswith("val_"):
+        return f"--metric {args.metric!r} must be a validation metric (val_…): select on val, report test"
+    try:
+        direction(args.metric)
+    except KeyError:
+        return f"--metric {args.metric!r} is not a known metric"
+    if args.model is not None and args.model not in registry.MODELS:
+        return f"--model {args.model!r} is not a known model ({', '.join(registry.MODELS)})"
+    if args.top_k < 1:
+        return f"--top-k must be at least 1, got {args.top_k}"
+    if not files.is_remote(args.results) and not os.path.isdir(args.results):
+        return f"--results {args.results!r} is not a directory"
+    parent = os.path.dirname(os.path.abspath(args.export_path)) if args.export_path else None
+    if parent and not files.is_remote(args.export_path) and not os.path.isdir(parent):
+        return f"--export-path: directory {parent!r} does not exist"
+    return None
+
+
+def _choose(k: int) -> int:
+    """The rank picked at the prompt: 1..k, 0 to quit, -1 for an answer that is neither."""
+    try:
+        answer = input(f"Pick a configuration [1-{k}, Enter = 1, q = quit]: ").strip().lower()
+    except EOFError:
+        return 0
+    if answer in ("q", "quit"):
+        return 0
+    if answer == "":
+        return 1
+    return int(answer) if answer.isdigit() and 1 <= int(answer) <= k else -1
+
+
+def main(argv: list[str] | None = None) -> int:
+    from analysis.text import best_text, ranking_text
+
+    args = parser().parse_args(argv)
+    problem = check_args(args)
+    if problem is None:
+        try:
+            ranked, runs = rank_results(args.results, args.metric, args.model, args.mode, args.refresh)
+        except ResultsError as exc:
+            problem = str(exc)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    ok = int((ranked["status"] == "ok").sum())
+    print(
+        f"{len(ranked)} configurations ({ok} complete) from {runs['sweep'].nunique()} sweep(s) under {args.results}, "
+        f"by {args.metric} ({ranked.attrs['mode']}imise), compared on {ranked.attrs['units_compared']} folds × seeds"
+    )
+    print(ranking_text(ranked, args.metric, top=args.top_k, sweeps=runs["sweep"].nunique() > 1))
+    if ok == 0:
+        print("No configuration has every fold × seed done: nothing to select.")
+        return 1
+    rank = _choose(min(args.top_k, ok)) if args.interactive else 1
+    if rank == 0:
+        return 0
+    if rank < 0:
+        print(f"error: answer a number from 1 to {min(args.top_k, ok)}", file=sys.stderr)
+        return 2
+    best = best_record(ranked, runs, rank)
+    print("\n" + best_text(best))
+    if args.export_path:
+        export(best, args.export_path)
+        print(f"  exported:   {args.export_path}")
+        print(f'  load it:    from analysis.results import load_model; model = load_model("{args.export_path}")')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Does an ensemble of the top-k configurations beat the best single one?
+
+    python analysis/ensemble.py results/tft_quick --top-k 3
+    python analysis/ensemble.py results/tft_quick --top-k 3 --stored   # reuse predictions.parquet
+
+For every fold × seed the top-k configurations' saved models (same fold, same seed) forecast the
+test window; their forecasts are combined by mean and by median on the origins and steps all
+members share, and every metric is computed for each member and each combination on exactly
+those forecasts. Writes <sweep>/ensemble/ensemble_units.csv, ensemble_summary.csv, ensemble.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+from analysis import files
+from analysis.curves import forecasts
+from analysis.ranking import direction, rank_configs
+from analysis.runs import ResultsError, Sweep, read_sweep, sweep_runs
+from trainables import store
+from trainables.metrics import evaluate
+
+COMBINERS = {"ensemble_mean": np.mean, "ensemble_median": np.median}
+
+
+def _sweep_data(sweep: Sweep):
+    from trainables.data import Columns, load_prices
+    from trainables.features import add_features
+
+    spec = sweep.spec
+    prices = load_prices(spec.get("data"), spec.get("asset"), Columns(**(spec.get("columns") or {})))
+    return add_features(prices, spec.get("features") or "BASELINE_FEATURES")
+
+
+def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
+    """Test forecasts made now by each member unit's saved model (the checkpoint hand-off, end to end)."""
+    from trainables import registry
+    from trainables.adapter import UnitData
+    from trainables.folds import Fold, windows
+    from trainables.unit import score
+
+    frame, features = _sweep_data(sweep)
+    folds = {f["name"]: Fold(**f) for f in sweep.meta["folds"]}
+    adapter_cls = registry.get(sweep.model).adapter()
+    units = runs[(runs["status"] == "complete") & runs["config_id"].isin(config_ids)]
+    tables = []
+    for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
+        data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]))
+        model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
+        _, table = score(data, model, "test")
+        tables.append(table.assign(config_id=u["config_id"], fold=u["fold"], seed=u["seed"]))
+    return pd.concat(tables, ignore_index=True)
+
+
+def stored_forecasts(runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
+    """Test forecasts the members stored when they were evaluated (predictions.parquet)."""
+    return pd.concat([forecasts(runs, c).assign(config_id=c) for c in config_ids], ignore_index=True)
+
+
+def _aligned(part: pd.DataFrame, members: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """y_true (origins, h), member → y_pred (origins, h), y_last (origins,) on the shared origins × steps."""
+    h = int(part.groupby("config_id")["step"].max().min())
+    part = part[part["step"] <= h]
+    wide = part.pivot_table(index=["origin", "step"], columns="config_id", values="y_pred")[members].dropna()
+    origins = wide.index.get_level_values("origin")
+    wide = wide[origins.map(origins.value_counts()) == h]  # origins with every step from every member
+    truth = part.drop_duplicates(["origin", "step"]).set_index(["origin", "step"]).loc[wide.index]
+    n = len(wide) // h
+    preds = {m: wide[m].to_numpy().reshape(n, h) for m in members}
+    y_last = truth["y_naive"].to_numpy().reshape(n, h)[:, 0]
+    return truth["y_true"].to_numpy().reshape(n, h), preds, y_last
+
+
+def unit_metrics(table: pd.DataFrame, members: list[str]) -> pd.DataFrame:
+    """Metrics of each member and each combination, per fold × seed, on the shared forecasts."""
+    rows = []
+    for (fold, seed), part in table.groupby(["fold", "seed"]):
+        if part["config_id"].nunique() < len(members):
+            continue  # a member lacks this unit: no fair comparison here
+        y_true, preds, y_last = _aligned(part, members)
+        if len(y_true) == 0:
+            continue
+        stack = np.stack([preds[m] for m in members])
+        candidates = {**preds, **{name: fn(stack, axis=0) for name, fn in COMBINERS.items()}}
+        for name, y_pred in candidates.items():
+            metrics = {f"test_{k}": v for k, v in evaluate(y_true, y_pred, y_last).items()}
+            rows.append({"fold": fold, "seed": seed, "member": name, "origins": len(y_true), **metrics})
+    return pd.DataFrame(rows)
+
+
+def summary(units: pd.DataFrame, members: list[str], metric: str) -> pd.DataFrame:
+    """Mean and std over units of every test metric, per member and combination, best first on `metric`."""
+    cols = [c for c in units.columns if c.startswith("test_")]
+    g = units.groupby("member")[cols]
+    out = g.mean().join(g.std(ddof=0).add_suffix("_std")).join(units.groupby("member").size().rename("units"))
+    out["kind"] = ["member" if m in members else "ensemble" for m in out.index]
+    out["val_rank"] = [members.index(m) + 1 if m in members else np.nan for m in out.index]
+    out = out.sort_values(metric, ascending=direction(metric) == "min")
+    return out.reset_index()
+
+
+def verdict(table: pd.DataFrame, members: list[str], metric: str) -> dict:
+    """Whether each combination beats the best-ranked single configuration on the test metric."""
+    by = table.set_index("member")[metric]
+    better = (lambda a, b: a < b) if direction(metric) == "min" else (lambda a, b: a > b)
+    best_single = members[0]
+    return {
+        "metric": metric,
+        "best_single": best_single,
+        "best_single_value": by[best_single],
+        **{f"{name}_value": by[name] for name in COMBINERS},
+        **{f"{name}_beats_best_single": bool(better(by[name], by[best_single])) for name in COMBINERS},
+    }
+
+
+def run(path: str, top_k: int = 3, metric: str | None = None, stored: bool = False) -> dict:
+    """Build, score and write the top-k ensemble of the sweep at `path`; returns the verdict and tables."""
+    sweep = read_sweep(path)
+    metric = metric or sweep.metric
+    runs = sweep_runs(sweep.path)
+    ranked = rank_configs(runs, metric)
+    members = ranked.loc[ranked["status"] == "ok", "config_id"].head(top_k).tolist()
+    if len(members) < 2:
+        raise ResultsError(f"an ensemble needs at least 2 complete configurations, {sweep.name} has {len(members)}")
+    table = stored_forecasts(runs, members) if stored else loaded_forecasts(sweep, runs, members)
+    units = unit_metrics(table, members)
+    test = "test_" + metric.removeprefix("val_")
+    summ = summary(units, members, test)
+    result = {"sweep": sweep.name, "members": members, "source": "stored" if stored else "checkpoints"}
+    result.update(verdict(summ, members, test))
+    base = files.join(sweep.path, "ensemble")
+    files.write_text(files.join(base, "ensemble_units.csv"), units.to_csv(index=False))
+    files.write_text(files.join(base, "ensemble_summary.csv"), summ.to_csv(index=False))
+    files.write_text(files.join(base, "ensemble.json"), store.dumps(result))
+    return {**result, "summary": summ, "units": units, "path": base}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python analysis/ensemble.py", description=__doc__.split("\n")[0])
+    p.add_argument("path", help="a sweep directory")
+    p.add_argument("--top-k", type=int, default=3, help="members: the k best complete configurations")
+    p.add_argument("--metric", help="validation metric that ranks the members (default: the sweep's own)")
+    p.add_argument("--stored", action="store_true", help="use the stored test forecasts instead of loading models")
+    args = p.parse_args(argv)
+    try:
+        if args.top_k < 2:
+            raise ResultsError(f"--top-k must be at least 2, got {args.top_k}")
+        if args.metric is not None and not args.metric.startswith("val_"):
+            raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
+        if args.metric is not None:
+            direction(args.metric)
+        out = run(args.path, args.top_k, args.metric, args.stored)
+    except KeyError:
+        print(f"error: --metric {args.metric!r} is not a known metric", file=sys.stderr)
+        return 2
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = out["metric"]
+    cols = ["member", "kind", "val_rank", m, f"{m}_std", "test_directional_accuracy", "test_sharpe", "units"]
+    print(out["summary"][cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for name in COMBINERS:
+        word = "beats" if out[f"{name}_beats_best_single"] else "does not beat"
+        print(
+            f"{name} {word} the best single configuration on {m}: {out[name + '_value']:.4f} vs {out['best_single_value']:.4f}"
+        )
+    print(f"Written: {out['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""report.md: the tables of a sweep (or of several models) as a readable markdown report."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.ranking import config_labels
+from analysis.tables import SweepTables
+from analysis.text import fmt
+
+
+def table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 4) -> str:
+    """A markdown table of `frame`'s `columns` (column → header)."""
+    cols = [c for c in columns if c in frame]
+    if frame.empty or not cols:
+        return "_(none)_"
+    lines = ["| " + " | ".join(columns[c] for c in cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame[cols].iterrows():
+        cells = [fmt(row[c], digits).replace("|", "\\|") for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _best(best: dict | None, metric: str) -> list[str]:
+    if best is None:
+        return ["No configuration completed every fold × seed."]
+    test = "test_" + metric.removeprefix("val_")
+    m = best["metrics"]
+    rows = [
+        (metric, f"{fmt(m.get(metric), 4)} ± {fmt(m.get(metric + '_std'), 4)}"),
+        ("robust_score", fmt(m["robust_score"], 4)),
+        (test, f"{fmt(m.get(test), 4)} ± {fmt(m.get(test + '_std'), 4)}"),
+        ("val_naive_pct_mae", fmt(m.get("val_naive_pct_mae"), 4)),
+        ("val_dm_pvalue_vs_naive", fmt(m.get("val_dm_pvalue_vs_naive"), 4)),
+        ("test_dm_pvalue_vs_naive", fmt(m.get("test_dm_pvalue_vs_naive"), 4)),
+        ("val_sharpe / test_sharpe", f"{fmt(m.get('val_sharpe'), 2)} / {fmt(m.get('test_sharpe'), 2)}"),
+        ("units compared", str(best["units_compared"])),
+    ]
+    params = ", ".join(f"`{k}={v}`" for k, v in best["config"].items())
+    return [
+        f"**{best['model']}**, configuration `{best['config_id']}` (sweep {best['sweep']})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {a} | {b} |" for a, b in rows],
+        "",
+        f"Hyperparameters: {params}",
+        "",
+        f"Checkpoint (fold {best['checkpoint_unit']['fold']}, seed {best['checkpoint_unit']['seed']}): "
+        f"`{best['checkpoint']}`",
+    ]
+
+
+def _ranking(t: SweepTables, top: int = 15) -> str:
+    shown = t.ranked.head(top)
+    shown = shown.assign(configuration=config_labels(t.ranked, shown.index))
+    test = "test_" + t.metric.removeprefix("val_")
+    cols = {
+        "rank": "rank",
+        "configuration": "configuration",
+        t.metric: f"{t.metric} mean",
+        f"{t.metric}_std": "std",
+        "robust_score": "robust",
+        test: test,
+        "val_dm_pvalue_vs_naive": "DM p (val)",
+        "units_done": "units done",
+        "units_expected": "expected",
+        "status": "status",
+        "error": "error",
+    }
+    return table(shown, cols)
+
+
+def _impact(t: SweepTables) -> list[str]:
+    out = []
+    if t.impact_summary is not None:
+        out += [
+            f"Delta of {t.metric} vs the baseline (`{t.baseline_id}`), unit by unit on shared folds × seeds "
+            "(negative = lower):",
+            "",
+            table(
+                t.impact_summary,
+                {
+                    "param": "parameter",
+                    "value": "value",
+                    "units": "units",
+                    "mean_delta": "mean delta",
+                    "std_delta": "std",
+                    "mean_delta_pct": "mean delta %",
+                    "win_rate": "win rate",
+                    "improves": "improves",
+                },
+            ),
+        ]
+    if t.importances is not None:
+        out += ["", "fANOVA importances (Optuna) over the complete configurations:", ""]
+        out.append(table(t.importances, {"param": "parameter", "importance": "importance", "configs": "configs"}, 3))
+    return out or ["_No baseline to compare with and no importances for this sweep mode._"]
+
+
+def _drift(t: SweepTables) -> list[str]:
+    if t.drift_summary is None:
+        return ["_Not computed._"]
+    by = pd.DataFrame(t.drift_summary["by_variable"])
+    worst = t.drift_summary["worst"]
+    head = (
+        f"Largest market-variable shift: {worst['variable']} on {worst['fold']} {worst['split']} "
+        f"(PSI {fmt(worst['psi'], 3)}, {worst['psi_level']}; KS {fmt(worst['ks_stat'], 3)}, p {fmt(worst['ks_pvalue'], 3)})."
+        if worst
+        else ""
+    )
+    cols = {
+        "split": "train vs",
+        "variable": "variable",
+        "kind": "kind",
+        "mean_ks": "mean KS",
+        "share_ks_significant": "share KS p<0.05",
+        "mean_psi": "mean PSI",
+        "max_psi": "max PSI",
+        "level": "level",
+    }
+    return [head, "", table(by, cols, 3), "", "Calendar features shift between windows by construction."]
+
+
+def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None, summary: dict, plots: dict) -> str:
+    """The markdown report of one sweep; `plots` maps a title to a path relative to the report."""
+    spec = meta["spec"]
+    counts = summary["status_counts"]
+    lines = [
+        f"# Sweep `{sweep_name}`: {spec['model']}, mode {spec['mode']}",
+        "",
+        f"Started {meta.get('started', '?')}, git `{(meta.get('git_sha') or '?')[:12]}`"
+        f"{' (dirty)' if meta.get('git_dirty') else ''}. {len(meta['folds'])} folds × {len(spec['seeds'])} seeds; "
+        f"selection metric `{t.metric}` ({t.mode}imise), robust score = mean + std (lower is better).",
+        "",
+        f"Configurations: {len(t.ranked)}, complete {counts.get('ok', 0)}, failed {counts.get('failed', 0)}, "
+        f"incomplete {counts.get('incomplete', 0)}.",
+        *(f"\n> {n}" for n in t.notes),
+        "",
+        "## Best configuration",
+        "",
+        *_best(best, t.metric),
+        "",
+        "## Ranking",
+        "",
+        _ranking(t),
+        "",
+        "## Parameter impact",
+        "",
+        *_impact(t),
+        "",
+        "## Drift (train window vs val / test)",
+        "",
+        *_drift(t),
+        "",
+        "## Failures",
+        "",
+        *([f"- {e['configurations']} configuration(s): `{e['error']}`" for e in summary["errors"]] or ["None."]),
+        "",
+        "## Plots",
+        "",
+        *[f"### {title}\n\n![{title}]({path})\n" for title, path in plots.items()],
+        "## Files",
+        "",
+        "`sweep_runs.parquet|csv|json` (one row per configuration × fold × seed), `config_ranking.csv`, "
+        "`all_models_ranked.csv`, `param_impact_detail.csv`, `param_impact_summary.csv`, `param_importances.csv`, "
+        "`drift_ks_psi_by_fold.csv`, `drift_ks_psi_overall_summary.json`, `summary.json`, `best_model.json`, "
+        "`folds/<fold>/`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_report(compare: pd.DataFrame, metric: str, notes: list[str]) -> str:
+    """The cross-model report: each model's best configuration side by side, the winner first."""
+    test = "test_" + metric.removeprefix("val_")
+    cols = {
+        "model": "model",
+        "config_id": "config",
+        "sweeps": "sweep",
+        metric: f"{metric} mean",
+        f"{metric}_std": "std",
+        "robust_score": "robust",
+        test: test,
+        "val_dm_pvalue_vs_naive": "DM p (val)",
+        "test_sharpe": "test Sharpe",
+        "units_compared": "units",
+        "status": "status",
+    }
+    winner = compare.iloc[0] if not compare.empty and compare.iloc[0]["status"] == "ok" else None
+    head = f"Winner: **{winner['model']}** (`{winner['config_id']}`)." if winner is not None else "No winner."
+    return "\n".join(["# Model comparison", "", head, "", table(compare, cols), "", *notes]) + "\n"

@@ -1,0 +1,192 @@
+"""Recompute every artefact of a sweep from its stored results alone (no training, no Ray).
+
+    python analysis/report.py results/tft_quick              # one sweep
+    python analysis/report.py results                        # every sweep under results/
+
+Writes next to the results: sweep_runs.parquet/.csv/.json, config_ranking.csv,
+all_models_ranked.csv, param_impact_detail.csv / param_impact_summary.csv (baseline sweeps),
+param_importances.csv (grid / Optuna), drift_ks_psi_by_fold.csv,
+drift_ks_psi_overall_summary.json, folds/<fold>/…, optuna_* (Optuna sweeps), summary.json,
+best_model.json, plots/*.png and report.md.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import argparse
+from collections import Counter
+from dataclasses import dataclass, field
+
+from analysis import files, markdown, optuna_handoff
+from analysis.best import best_record
+from analysis.ranking import config_labels, direction, fold_matrix
+from analysis.runs import ResultsError, Sweep, find_sweeps, read_sweep, sweep_runs
+from analysis.tables import SweepTables, fold_tables, sweep_tables
+from trainables import store
+
+
+@dataclass
+class Report:
+    """What `generate` computed and where it wrote it."""
+
+    sweep: Sweep
+    tables: SweepTables
+    best: dict | None
+    summary: dict
+    artefacts: dict[str, str] = field(default_factory=dict)
+
+
+def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
+    """summary.json: the best configuration, counts of configurations and units, failures and why."""
+    errors = Counter(t.ranked.loc[t.ranked["error"] != "", "error"])
+    return {
+        "sweep": sweep.name,
+        "model": sweep.model,
+        "mode": sweep.mode,
+        "metric": t.metric,
+        "direction": t.mode,
+        "units_per_configuration": len(sweep.units),
+        "configurations": len(t.ranked),
+        "status_counts": {k: int(v) for k, v in t.ranked["status"].value_counts().items()},
+        "units": {k: int(v) for k, v in t.runs["status"].value_counts().items()},
+        "errors": [{"error": e, "configurations": n} for e, n in errors.most_common()],
+        "best_overall": best,
+        "best_per_model": {best["model"]: best} if best else {},
+        "git_sha": sweep.meta.get("git_sha"),
+        "started": sweep.meta.get("started"),
+        "notes": t.notes,
+    }
+
+
+def _write_csv(out: dict, base: str, name: str, frame) -> None:
+    if frame is not None:
+        out[name] = files.join(base, name)
+        files.write_text(out[name], frame.to_csv(index=False))
+
+
+def write_tables(base: str, t: SweepTables, runs_name: str = "sweep_runs.csv") -> dict[str, str]:
+    """The CSV tables of `t` into directory `base`; returns name → path."""
+    out: dict[str, str] = {}
+    _write_csv(out, base, runs_name, t.runs)
+    _write_csv(out, base, "config_ranking.csv", t.ranked)
+    _write_csv(out, base, "param_impact_detail.csv", t.impact_detail)
+    _write_csv(out, base, "param_impact_summary.csv", t.impact_summary)
+    _write_csv(out, base, "param_importances.csv", t.importances)
+    return out
+
+
+def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool) -> dict[str, str]:
+    """Draw the plots of `t` under `base/plots`; returns title → path relative to `base`."""
+    from analysis import curves, plots
+
+    out = {"Ranking": "plots/ranking.png"}
+    plots.ranking_plot(t.ranked, t.metric, files.join(base, out["Ranking"]))
+    if t.impact_summary is not None:
+        out["Parameter impact"] = "plots/param_impact.png"
+        plots.impact_plot(t.impact_summary, t.metric, files.join(base, out["Parameter impact"]))
+    if t.importances is not None:
+        out["Parameter importance"] = "plots/param_importance.png"
+        plots.importance_plot(t.importances, files.join(base, out["Parameter importance"]))
+    if not full:
+        return out
+    ok = t.ranked[t.ranked["status"] == "ok"]
+    top = ok.head(12)
+    labels = dict(zip(top["config_id"], config_labels(t.ranked, top.index)))
+    out["Metric by fold"] = "plots/metric_by_fold.png"
+    matrix = fold_matrix(t.runs, t.metric, list(top["config_id"]))
+    plots.heatmap_plot(
+        matrix, [labels[c] for c in matrix.index], t.metric, t.mode, files.join(base, out["Metric by fold"])
+    )
+    top3 = dict(list(labels.items())[:3])
+    out["Learning curves"] = "plots/learning_curves.png"
+    plots.curves_plot(curves.learning_curves(t.runs, list(top3)), top3, files.join(base, out["Learning curves"]))
+    if not ok.empty:
+        best_id = ok.iloc[0]["config_id"]
+        out["Forecast vs actual (test)"] = "plots/forecast_best.png"
+        table = curves.forecasts(t.runs, best_id)
+        plots.forecast_plot(table, labels[best_id], files.join(base, out["Forecast vs actual (test)"]))
+    out["Drift"] = "plots/drift.png"
+    plots.drift_plot(t.drift if t.drift is not None else t.runs.iloc[:0], files.join(base, out["Drift"]))
+    if sweep.mode == "optuna":
+        out["Optuna history"] = "plots/optuna_history.png"
+        history = optuna_handoff.history(t.runs, t.ranked)
+        plots.history_plot(history, "robust_score", "min", files.join(base, out["Optuna history"]))
+    return out
+
+
+def generate(
+    path: str, metric: str | None = None, mode: str | None = None, top_k: int = 5, draw: bool = True
+) -> Report:
+    """Read the sweep at `path` and write every artefact next to it."""
+    sweep = read_sweep(path)
+    metric = metric or sweep.metric
+    mode = direction(metric, mode)
+    runs = sweep_runs(sweep.path, refresh=True)
+    t = sweep_tables(sweep, runs, metric, mode)
+    best = best_record(t.ranked, runs) if not t.ranked.empty else None
+    art = write_tables(sweep.path, t)
+    art["sweep_runs.parquet"] = files.join(sweep.path, "sweep_runs.parquet")
+    art["sweep_runs.json"] = files.join(sweep.path, "sweep_runs.json")
+    files.write_text(art["sweep_runs.json"], runs.to_json(orient="records", indent=1))
+    _write_csv(art, sweep.path, "all_models_ranked.csv", t.units)
+    if t.drift is not None:
+        _write_csv(art, sweep.path, "drift_ks_psi_by_fold.csv", t.drift)
+        art["drift_summary"] = files.join(sweep.path, "drift_ks_psi_overall_summary.json")
+        files.write_text(art["drift_summary"], store.dumps(t.drift_summary))
+    for fold, ft in fold_tables(sweep, runs, metric, mode).items():
+        base = files.join(sweep.path, "folds", fold)
+        art.update({f"folds/{fold}/{k}": v for k, v in write_tables(base, ft).items()})
+        if draw:
+            _plots(base, ft, sweep, full=False)
+    if sweep.mode == "optuna" and not runs.empty:
+        art.update(
+            {f"optuna_{k}": v for k, v in optuna_handoff.write_handoff(sweep, runs, t.ranked, metric, top_k).items()}
+        )
+    summary = summarise(sweep, t, best)
+    art["summary.json"] = files.join(sweep.path, "summary.json")
+    files.write_text(art["summary.json"], store.dumps(summary))
+    if best is not None:
+        art["best_model.json"] = files.join(sweep.path, "best_model.json")
+        files.write_text(art["best_model.json"], store.dumps(best))
+    plot_paths = _plots(sweep.path, t, sweep, full=True) if draw and not runs.empty else {}
+    art.update({f"plot:{k}": files.join(sweep.path, v) for k, v in plot_paths.items()})
+    art["report.md"] = files.join(sweep.path, "report.md")
+    files.write_text(art["report.md"], markdown.sweep_report(sweep.name, sweep.meta, t, best, summary, plot_paths))
+    return Report(sweep, t, best, summary, art)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python analysis/report.py", description=__doc__.split("\n")[0])
+    p.add_argument("path", help="a sweep directory (or a results root: every sweep under it)")
+    p.add_argument("--metric", help="validation metric to rank on (default: the sweep's own)")
+    p.add_argument("--mode", choices=("min", "max"), help="direction (default: the metric's own)")
+    p.add_argument("--top-k", type=int, default=5, help="configurations in optuna_top_k_configs.json")
+    p.add_argument("--no-plots", action="store_true", help="tables only")
+    args = p.parse_args(argv)
+    try:
+        if args.metric is not None and (not args.metric.startswith("val_") or direction(args.metric) is None):
+            raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
+        if not files.is_dir(args.path):
+            raise ResultsError(f"{args.path!r} is not a directory")
+        paths = find_sweeps(args.path)
+        if not paths:
+            raise ResultsError(f"no sweep under {args.path!r} (a sweep directory holds sweep.json)")
+    except KeyError:
+        print(f"error: --metric {args.metric!r} is not a known metric", file=sys.stderr)
+        return 2
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
+        report = generate(path, args.metric, args.mode, args.top_k, draw=not args.no_plots)
+        print(f"{report.sweep.name}: {len(report.artefacts)} artefacts, report {report.artefacts['report.md']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Python API over a results directory, for notebooks and inference code.
+
+from analysis.results import Results, load_model
+res = Results("results")
+res.best("val_pct_mae")                       # dict: model, config, metrics, checkpoint …
+res.top_k(5, "val_sharpe", model="tft")       # DataFrame
+res.compare(["val_pct_mae", "test_pct_mae"])  # one row per model's best
+res.impact("tft", "hidden_size")              # deltas vs the baseline per value
+res.log_run("tft", {...}, {"val_pct_mae": 1.2}, checkpoint_path="my_model/")
+model = load_model("best_model.json")         # the fitted adapter of an exported best run
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from analysis import files, impact, logged, markdown
+from analysis.best import best_record, export
+from analysis.ranking import rank_configs
+from analysis.runs import ResultsError, find_sweeps, load_runs, read_sweep
+from analysis.tables import DELTA_MODES
+from trainables import registry
+
+DEFAULT_COMPARE = ("test_{m}", "val_dm_pvalue_vs_naive", "test_dm_pvalue_vs_naive", "test_sharpe", "test_max_drawdown")
+
+
+class Results:
+    """Every sweep (and logged run) under `path`, or the one sweep at `path`; `sweeps` keeps only those names."""
+
+    def __init__(self, path: str = "results", refresh: bool = False, sweeps: list[str] | None = None) -> None:
+        self.path = str(path)
+        if not files.is_dir(self.path):
+            raise ResultsError(f"results path {self.path!r} does not exist")
+        self.sweeps = sweeps
+        self._refresh = refresh
+        self._runs: pd.DataFrame | None = None
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The tidy table: one row per configuration × fold × seed."""
+        if self._runs is None:
+            runs = load_runs(self.path, refresh=self._refresh)
+            self._runs = runs if self.sweeps is None else runs[runs["sweep"].isin(self.sweeps)]
+        return self._runs
+
+    def reload(self) -> Results:
+        self._runs = None
+        return self
+
+    def _select(self, model: str | list[str] | None) -> pd.DataFrame:
+        models = [model] if isinstance(model, str) else model
+        runs = self.runs if models is None else self.runs[self.runs["model"].isin(models)]
+        if runs.empty:
+            raise ResultsError(f"no runs{' of ' + ', '.join(models) if models else ''} under {self.path!r}")
+        return runs
+
+    def rank(self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> pd.DataFrame:
+        """Every configuration, best first (see analysis.ranking)."""
+        return rank_configs(self._select(model), metric, mode)
+
+    def best(self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> dict | None:
+        """The best complete configuration: model, config, metrics, checkpoint, unit models."""
+        runs = self._select(model)
+        return best_record(rank_configs(runs, metric, mode), runs)
+
+    def top_k(
+        self, k: int = 5, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None
+    ) -> pd.DataFrame:
+        """The k best complete configurations."""
+        ranked = self.rank(metric, model, mode)
+        return ranked[ranked["status"] == "ok"].head(k).reset_index(drop=True)
+
+    def compare(
+        self,
+        metrics: list[str] | None = None,
+        models: list[str] | None = None,
+        metric: str = "val_pct_mae",
+        mode: str | None = None,
+    ) -> pd.DataFrame:
+        """One row per model: its best configuration on `metric`, with the `metrics` columns (mean, std)
+        over the folds × seeds shared by every model; the overall winner first."""
+        ranked = rank_configs(self._select(models), metric, mode)
+        wanted = [metric, *(metrics or [m.format(m=metric.removeprefix("val_")) for m in DEFAULT_COMPARE])]
+        cols = list(dict.fromkeys(c for m in wanted for c in (m, f"{m}_std") if c in ranked))
+        keep = ["rank", "model", "config_id", "sweeps", "status", "robust_score", *cols, "units_compared", "config"]
+        best = ranked.drop_duplicates("model")[keep].reset_index(drop=True)
+        best.attrs.update(ranked.attrs)
+        return best
+
+    def impact(self, model: str, param: str | None = None, metric: str = "val_pct_mae") -> pd.DataFrame:
+        """Per sweep of `model` with a baseline: mean delta vs the baseline per value of `param` (all if None)."""
+        out = []
+        for path in find_sweeps(self.path):
+            sweep = read_sweep(path)
+            if sweep.model != model or (self.sweeps is not None and sweep.name not in self.sweeps):
+                continue
+            runs = self.runs[(self.runs["sweep"] == sweep.name) & (self.runs["model"] == model)]
+            base = impact.find_baseline(runs, impact.sweep_baseline(sweep.spec), exact=sweep.mode not in DELTA_MODES)
+            if base is not None:
+                out.append(impact.impact_summary(impact.impact_detail(runs, metric, base)).assign(sweep=sweep.name))
+        table = pd.concat(out, ignore_index=True) if out else impact.impact_summary(pd.DataFrame())
+        if param is not None:
+            table = table[table["param"].str.split("+").apply(lambda keys: param in keys)]
+        return table.reset_index(drop=True)
+
+    def report(self, path: str | None = None, metric: str = "val_pct_mae") -> str:
+        """Markdown comparison of every model's best configuration; written to `path` if given."""
+        compare = self.compare(metric=metric)
+        notes = [f"Sweeps: {', '.join(sorted(self.runs['sweep'].unique()))}. Results: `{self.path}`."]
+        text = markdown.comparison_report(compare, metric, notes)
+        if path is not None:
+            files.write_text(path, text)
+        return text
+
+    def log_run(
+        self,
+        model: str,
+        hyperparams: dict,
+        metrics: dict,
+        checkpoint_path: str | None = None,
+        notes: str = "",
+        **unit,
+    ) -> dict:
+        """Record a run trained outside the sweeps (validated; see analysis.logged for fold/seed/sweep)."""
+        record = logged.log_run(self.path, model, hyperparams, metrics, checkpoint_path, notes, **unit)
+        self.reload()
+        return record
+
+    def export(self, path: str, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> dict:
+        """Write the best run's hand-off JSON to `path` (load it with `load_model(path)`)."""
+        best = self.best(metric, model, mode)
+        if best is None:
+            raise ResultsError("no configuration has every fold × seed done: nothing to export")
+        export(best, path)
+        return best
+
+
+def load_model(exported: str | dict, device: str = "cpu"):
+    """The fitted adapter of an exported best run (a best_model.json path or its dict)."""
+    record = json.loads(files.read_text(exported) or "null") if isinstance(exported, str) else exported
+    if not record or "checkpoint" not in record:
+        raise ResultsError(f"{exported!r} is not an exported best-model record")
+    adapter = registry.get(record["model"]).adapter()
+    return adapter.load(files.local_copy(record["checkpoint"]), device)

@@ -1,0 +1,279 @@
+"""One tidy table of results: one row per configuration × fold × seed, read from stored sweeps.
+
+Sources are the files a sweep leaves (no Ray needed): `sweep.json`, each trial's `params.json`
+and `error.txt`, and every unit's `units/<fold>__seed<seed>/record.json` (a unit is complete
+iff its record exists). Expected units a trial lacks get a row too: `failed` (with the last
+line of the trial's error) or `missing` (still running, pruned or killed).
+
+The table is cached as `sweep_runs.parquet` in the sweep directory. The cache is used while it
+is newer than the sweep's Tune state and holds every trial directory; `refresh=True` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from analysis import files
+
+RUNS_FILE = "sweep_runs.parquet"
+LOGGED_DIR = "_logged"
+TIDY_VERSION = "1"
+ID_COLUMNS = [
+    "model",
+    "sweep",
+    "trial_id",
+    "config_id",
+    "fold",
+    "fold_id",
+    "fold_end",
+    "seed",
+    "unit",
+    "status",
+    "error",
+]
+
+
+class ResultsError(ValueError):
+    """The results cannot be read (no sweep, bad path); the message says which."""
+
+
+def config_id(params: dict) -> str:
+    """Short stable hash of a hyperparameter dict (key order does not matter)."""
+    text = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def fold_id(spec: dict, fold: dict) -> str:
+    """Identity of a fold across sweeps: the data it reads and its six dates (not its name)."""
+    cols = spec.get("columns") or {}
+    key = [spec.get("data"), spec.get("asset"), cols.get("close"), *(fold[k] for k in sorted(fold) if k != "name")]
+    return hashlib.sha1(json.dumps(key, default=str).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A stored sweep: its directory and its `sweep.json`."""
+
+    path: str
+    meta: dict
+
+    @property
+    def spec(self) -> dict:
+        return self.meta["spec"]
+
+    @property
+    def name(self) -> str:
+        return self.spec.get("name") or self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def model(self) -> str:
+        return self.spec["model"]
+
+    @property
+    def metric(self) -> str:
+        return self.spec.get("metric", "val_pct_mae")
+
+    @property
+    def mode(self) -> str:
+        return self.spec.get("mode", "")
+
+    @cached_property
+    def units(self) -> list[tuple[dict, int]]:
+        """Expected (fold dict, seed) units, fold-major."""
+        return [(f, int(s)) for f in self.meta["folds"] for s in self.spec["seeds"]]
+
+
+def read_sweep(path: str) -> Sweep:
+    """The sweep stored at `path`; ResultsError if it has no readable sweep.json."""
+    text = files.read_text(files.join(path, "sweep.json"))
+    if text is None:
+        raise ResultsError(f"{path!r} is not a sweep directory (no sweep.json)")
+    try:
+        meta = json.loads(text)
+        meta["spec"]["model"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ResultsError(f"{path}/sweep.json is not a sweep record") from None
+    return Sweep(str(path).rstrip("/") if files.is_remote(path) else str(path), meta)
+
+
+def find_sweeps(root: str) -> list[str]:
+    """Sweep directories at `root`: root itself if it is one, else its sub-directories that are."""
+    if files.exists(files.join(root, "sweep.json")):
+        return [str(root)]
+    return [files.join(root, d) for d in files.subdirs(root) if files.exists(files.join(root, d, "sweep.json"))]
+
+
+def _last_line(raw: bytes | None) -> str:
+    text = (raw or b"").decode(errors="replace")
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _trials(sweep: Sweep, listing: dict[str, tuple[bool, float]]) -> pd.DataFrame:
+    """One row per trial directory: id, path, configuration and error."""
+    names = sorted(n for n, (d, _) in listing.items() if d and n.startswith("trial_"))
+    paths = [files.join(sweep.path, n) for n in names]
+    params = files.read_many([files.join(p, "params.json") for p in paths])
+    errors = files.read_many([files.join(p, "error.txt") for p in paths])
+    rows = []
+    for name, path, raw, err in zip(names, paths, params, errors):
+        if raw is None:  # a trial Tune had not started yet
+            continue
+        config = json.loads(raw)
+        text = json.dumps(config, sort_keys=True, default=str)
+        rows.append(
+            {"trial_id": name.removeprefix("trial_"), "trial_path": path, "config": text, "error": _last_line(err)}
+        )
+    return pd.DataFrame(rows, columns=["trial_id", "trial_path", "config", "error"])
+
+
+def _records(trials: pd.DataFrame) -> list[tuple[str, dict]]:
+    """(trial_id, record) of every complete unit of these trials."""
+    paths, owners = [], []
+    for trial_id, trial_path in zip(trials["trial_id"], trials["trial_path"]):
+        units = files.join(trial_path, "units")
+        for key in files.subdirs(units):
+            paths.append(files.join(units, key, "record.json"))
+            owners.append(trial_id)
+    return [(o, json.loads(raw)) for o, raw in zip(owners, files.read_many(paths)) if raw is not None]
+
+
+def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
+    """Complete units from their records, plus a failed/missing row per expected unit not done."""
+    fold_meta = {f["name"]: (fold_id(sweep.spec, f), f["test_end"]) for f in sweep.meta["folds"]}
+    done = _records(trials)
+    metrics = pd.DataFrame([r.get("metrics", {}) for _, r in done]).astype("float64")
+    path_of = dict(zip(trials["trial_id"], trials["trial_path"]))
+    complete = pd.DataFrame(
+        {
+            "trial_id": [t for t, _ in done],
+            "fold": [r["fold"] for _, r in done],
+            "seed": [int(r["seed"]) for _, r in done],
+            "unit": [r["unit"] for _, r in done],
+            "status": "complete",
+            "train_seconds": [float(r.get("train_seconds", np.nan)) for _, r in done],
+            "checkpoint": [files.join(path_of[t], "units", r["unit"], "model") for t, r in done],
+        }
+    )
+    complete = pd.concat([complete, metrics], axis=1)
+    have = set(zip(complete["trial_id"], complete["fold"], complete["seed"]))
+    errors = dict(zip(trials["trial_id"], trials["error"]))
+    todo = [
+        {
+            "trial_id": t,
+            "fold": f["name"],
+            "seed": s,
+            "unit": f"{f['name']}__seed{s}",
+            "status": "failed" if errors[t] else "missing",
+        }
+        for t in trials["trial_id"]
+        for f, s in sweep.units
+        if (t, f["name"], s) not in have
+    ]
+    rows = pd.concat([complete, pd.DataFrame(todo, columns=["trial_id", "fold", "seed", "unit", "status"])])
+    rows["fold_id"] = [fold_meta.get(f, (f"{sweep.name}:{f}", ""))[0] for f in rows["fold"]]
+    rows["fold_end"] = [fold_meta.get(f, ("", ""))[1] for f in rows["fold"]]
+    return rows
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=[*ID_COLUMNS, "trial_path", "config"])
+
+
+def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = None) -> pd.DataFrame:
+    """The tidy table of one sweep, read from its files."""
+    trials = _trials(sweep, files.entries(sweep.path) if listing is None else listing)
+    if trials.empty:
+        return _empty()
+    units = _unit_rows(sweep, trials)
+    trials["config_id"] = [config_id(json.loads(c)) for c in trials["config"]]
+    out = units.merge(trials, on="trial_id", how="left")
+    out["error"] = np.where(out["status"] == "complete", "", out["error"])
+    out["checkpoint"] = out["checkpoint"].astype(object).where(out["checkpoint"].notna(), None)  # as parquet reads it
+    out["model"], out["sweep"], out["sweep_mode"] = sweep.model, sweep.name, sweep.mode
+    out["source"], out["sweep_path"] = "tune", sweep.path
+    out["git_sha"], out["started"] = sweep.meta.get("git_sha"), sweep.meta.get("started")
+    params = pd.DataFrame([json.loads(c) for c in trials["config"]], index=trials["trial_id"]).add_prefix("config/")
+    out = out.join(params, on="trial_id")
+    out["seed"] = out["seed"].astype("int64")
+    rest = [c for c in out.columns if c not in ID_COLUMNS]
+    return out[ID_COLUMNS + rest].sort_values(["trial_id", "fold_end", "seed"], ignore_index=True)
+
+
+def _cache_fresh(meta: dict[str, str], listing: dict[str, tuple[bool, float]], cache_mtime: float) -> bool:
+    if meta.get("tidy_version") != TIDY_VERSION:
+        return False
+    trials = sorted(n.removeprefix("trial_") for n, (d, _) in listing.items() if d and n.startswith("trial_"))
+    if json.loads(meta.get("trial_dirs", "[]")) != trials:
+        return False
+    state = [m for n, (d, m) in listing.items() if not d and (n.startswith("experiment_state") or n == "sweep.json")]
+    return cache_mtime >= max(state, default=0.0)
+
+
+def sweep_runs(path: str, refresh: bool = False, write_cache: bool = True) -> pd.DataFrame:
+    """The tidy table of the sweep at `path`, from its cache when fresh, else read and cached."""
+    sweep = read_sweep(path)
+    listing = files.entries(sweep.path)
+    cache = files.join(sweep.path, RUNS_FILE)
+    if not refresh and RUNS_FILE in listing:
+        cached = files.read_parquet(cache)
+        if cached is not None and _cache_fresh(cached[1], listing, listing[RUNS_FILE][1]):
+            return cached[0]
+    runs = build_runs(sweep, listing)
+    if write_cache:
+        trials = sorted(set(runs["trial_id"].astype(str))) if not runs.empty else []
+        all_dirs = sorted(n.removeprefix("trial_") for n, (d, _) in listing.items() if d and n.startswith("trial_"))
+        # Record the listing only if every trial directory made it into the table (else: never fresh).
+        dirs = all_dirs if trials == all_dirs else ["?"]
+        files.write_parquet(cache, runs, {"tidy_version": TIDY_VERSION, "trial_dirs": json.dumps(dirs)})
+    return runs
+
+
+def logged_runs(root: str) -> pd.DataFrame:
+    """Runs recorded with `Results.log_run` under `<root>/_logged/` (see analysis.logged)."""
+    folder = files.join(root, LOGGED_DIR)
+    names = sorted(n for n, (d, _) in files.entries(folder).items() if not d and n.endswith(".json"))
+    rows = [json.loads(raw) for raw in files.read_many([files.join(folder, n) for n in names]) if raw is not None]
+    if not rows:
+        return _empty()
+    out = pd.DataFrame([{k: v for k, v in r.items() if k not in ("metrics", "hyperparams")} for r in rows])
+    metrics = pd.DataFrame([r["metrics"] for r in rows]).astype("float64")
+    params = pd.DataFrame([r["hyperparams"] for r in rows]).add_prefix("config/")
+    out["config"] = [json.dumps(r["hyperparams"], sort_keys=True, default=str) for r in rows]
+    return pd.concat([out, metrics, params], axis=1)
+
+
+def load_runs(root: str, refresh: bool = False, model: str | None = None) -> pd.DataFrame:
+    """Tidy table of every sweep under `root` (or the sweep at `root`) plus its logged runs."""
+    if not files.is_dir(root):
+        raise ResultsError(f"results path {root!r} does not exist")
+    paths = find_sweeps(root)
+    tables = []
+    for p in paths:
+        if model is not None and read_sweep(p).model != model:
+            continue
+        tables.append(sweep_runs(p, refresh=refresh))
+    logged = logged_runs(root)
+    if not logged.empty:
+        tables.append(logged if model is None else logged[logged["model"] == model])
+    tables = [t for t in tables if not t.empty]
+    if not paths and not tables:
+        raise ResultsError(f"no sweeps found under {root!r} (a sweep directory holds sweep.json)")
+    if not tables:
+        return _empty()
+    return pd.concat(tables, ignore_index=True, sort=False) if len(tables) > 1 else tables[0]
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The val_/test_ metric columns of a tidy table."""
+    return [c for c in runs.columns if c.startswith(("val_", "test_"))]
+
+
+def param_columns(runs: pd.DataFrame) -> list[str]:
+    return [c for c in runs.columns if c.startswith("config/")]

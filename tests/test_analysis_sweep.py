@@ -1,0 +1,176 @@
+"""Analysis of one real tiny TFT sweep: OFAT over hidden_size plus a failing configuration.
+
+The sweep runs once (module fixture, through `sweeps.cli.main`, so the end-of-sweep hook writes
+every artefact); the tests read what it left, as a user would, with Ray no longer needed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_TFT, sweep_args
+
+from analysis import report
+from analysis.best import main as best_main
+from analysis.results import Results, load_model
+from sweeps.cli import main
+
+pytestmark = pytest.mark.slow
+
+ARTEFACTS = [
+    "sweep_runs.parquet",
+    "sweep_runs.csv",
+    "sweep_runs.json",
+    "config_ranking.csv",
+    "all_models_ranked.csv",
+    "param_impact_detail.csv",
+    "param_impact_summary.csv",
+    "drift_ks_psi_by_fold.csv",
+    "drift_ks_psi_overall_summary.json",
+    "summary.json",
+    "best_model.json",
+    "report.md",
+    "folds/wf_1/config_ranking.csv",
+    "folds/wf_2/param_impact_summary.csv",
+    "folds/wf_2/plots/ranking.png",
+]
+PLOTS = ["ranking", "param_impact", "metric_by_fold", "learning_curves", "forecast_best", "drift"]
+
+
+@pytest.fixture(scope="module")
+def swept(ray_session, tmp_path_factory):  # noqa: ARG001 (needs the session's Ray)
+    """Baseline, hidden_size 16, and attention_head_size 0 (fails to build) × 2 folds × 1 seed."""
+    root = tmp_path_factory.mktemp("analysis")
+    config = root / "ofat.json"
+    ranges = {"hidden_size": [8, 16], "attention_head_size": [1, 0]}
+    config.write_text(json.dumps({"training_config": TINY_TFT, "param_ranges": ranges}))
+    args = sweep_args(root / "results", str(config), "--mode", "ofat", "--folds", "2", "--seeds", "1")
+    assert main("tft", [*args, "--name", "ofat", "--max-failures", "0"]) == 0
+    return root / "results" / "ofat"
+
+
+def _records(sweep) -> pd.DataFrame:
+    rows = []
+    for path in glob.glob(str(sweep / "trial_*" / "units" / "*" / "record.json")):
+        rec = json.loads(open(path).read())
+        params = json.loads(open(os.path.join(path.split("/units/")[0], "params.json")).read())
+        rows.append({"fold": rec["fold"], "hidden": params["hidden_size"], **rec["metrics"]})
+    return pd.DataFrame(rows)
+
+
+def test_the_sweep_ends_with_every_artefact(swept):
+    for name in ARTEFACTS:
+        assert (swept / name).is_file(), name
+    for name in PLOTS:
+        assert (swept / "plots" / f"{name}.png").stat().st_size > 10_000, name
+    text = (swept / "report.md").read_text()
+    best = json.loads((swept / "best_model.json").read_text())
+    assert best["config_id"] in text and "## Drift" in text and "plots/forecast_best.png" in text
+
+
+def test_tidy_table_matches_the_unit_records(swept):
+    runs = pd.read_parquet(swept / "sweep_runs.parquet")
+    assert len(runs) == 3 * 2 and runs["config_id"].nunique() == 3
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) == 2 and (failed["config/attention_head_size"] == 0).all()
+    assert failed["error"].str.contains("ZeroDivisionError").all()
+    done = runs[runs["status"] == "complete"]
+    records = _records(swept)
+    assert sorted(done["val_pct_mae"]) == pytest.approx(sorted(records["val_pct_mae"]))
+    assert all(os.path.isdir(p) for p in done["checkpoint"])
+    assert done["git_sha"].str.len().eq(40).all()
+
+
+def test_ranking_agrees_with_the_trials_own_aggregates(swept):
+    ranked = pd.read_csv(swept / "config_ranking.csv").fillna({"error": ""})
+    assert list(ranked["status"]) == ["ok", "ok", "failed"]
+    for _, row in ranked[ranked["status"] == "ok"].iterrows():
+        last = open(os.path.join(row["trial_path"], "result.json")).read().strip().splitlines()[-1]
+        assert row["robust_score"] == pytest.approx(json.loads(last)["robust_score"])
+    summary = json.loads((swept / "summary.json").read_text())
+    assert summary["status_counts"] == {"ok": 2, "failed": 1}
+    assert summary["errors"][0]["configurations"] == 1 and "ZeroDivisionError" in summary["errors"][0]["error"]
+    assert summary["best_overall"]["config_id"] == ranked["config_id"].iloc[0]
+
+
+def test_impact_is_the_unit_by_unit_difference_to_the_baseline(swept):
+    detail = pd.read_csv(swept / "param_impact_detail.csv")
+    assert set(detail["param"]) == {"hidden_size"} and len(detail) == 2  # the failed config has no units
+    records = _records(swept).set_index(["fold", "hidden"])["val_pct_mae"]
+    for _, row in detail.iterrows():
+        assert row["delta"] == pytest.approx(records[(row["fold"], 16)] - records[(row["fold"], 8)])
+    summary = pd.read_csv(swept / "param_impact_summary.csv")
+    assert summary["mean_delta"].iloc[0] == pytest.approx(detail["delta"].mean())
+
+
+def test_drift_covers_every_fold_split_and_feature(swept):
+    table = pd.read_csv(swept / "drift_ks_psi_by_fold.csv")
+    assert len(table) == 2 * 2 * 5  # folds × (val, test) × (log_return + 4 more BASELINE_FEATURES)
+    assert table["ks_pvalue"].between(0, 1).all() and (table["psi"] >= 0).all()
+
+
+def test_best_export_loads_in_two_lines_and_reproduces_its_forecasts(swept, capsys):
+    out = swept.parent / "exported.json"
+    assert best_main(["--results", str(swept.parent), "--export-path", str(out)]) == 0
+    assert "load it:" in capsys.readouterr().out
+    model = load_model(str(out))  # the two lines: import, then this
+    best = json.loads(out.read_text())
+    preds = pd.read_parquet(os.path.join(os.path.dirname(best["checkpoint"]), "predictions.parquet"))
+    assert model.config["hidden_size"] == best["config"]["hidden_size"]
+    from trainables.adapter import UnitData
+    from trainables.data import load_prices
+    from trainables.features import add_features
+    from trainables.folds import Fold, windows
+    from trainables.unit import origins
+
+    meta = json.loads((swept / "sweep.json").read_text())
+    fold = Fold(**next(f for f in meta["folds"] if f["name"] == best["checkpoint_unit"]["fold"]))
+    frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
+    data = UnitData(frame, feats, *windows(fold, frame["timestamp"]))
+    where = origins(data.test, model.context_length(model.config), model.horizon(model.config))
+    expected = preds[preds["split"] == "test"]["y_pred"].to_numpy()
+    np.testing.assert_allclose(model.predict(data, where).ravel(), expected, rtol=1e-4)
+
+
+def test_results_api_over_the_store(swept):
+    res = Results(str(swept.parent))
+    best = res.best()
+    assert best["model"] == "tft" and best["units_compared"] == 2
+    assert len(res.top_k(5)) == 2
+    compare = res.compare(["val_pct_mae", "test_pct_mae"])
+    assert list(compare["model"]) == ["tft"] and compare["config_id"].iloc[0] == best["config_id"]
+    impact = res.impact("tft", "hidden_size")
+    assert list(impact["value"]) == ["16"] and impact["units"].iloc[0] == 2
+    assert "Winner: **tft**" in res.report()
+
+
+def test_ensemble_from_checkpoints_matches_stored_forecasts(swept):
+    from analysis import ensemble
+
+    stored = ensemble.run(str(swept), top_k=2, stored=True)
+    loaded = ensemble.run(str(swept), top_k=2)
+    cols = ["member", "test_pct_mae"]
+    pd.testing.assert_frame_equal(stored["summary"][cols], loaded["summary"][cols], rtol=1e-4)
+    ranked = pd.read_csv(swept / "config_ranking.csv").set_index("config_id")
+    by = stored["summary"].set_index("member")
+    for member in stored["members"]:  # the member's metrics over its units = the ranking's test mean
+        assert by.loc[member, "test_pct_mae"] == pytest.approx(ranked.loc[member, "test_pct_mae"])
+    assert (swept / "ensemble" / "ensemble.json").is_file()
+
+
+def test_report_cli_regenerates_from_the_files_alone(swept, capsys):
+    before = (swept / "config_ranking.csv").read_text()
+    (swept / "report.md").unlink()
+    (swept / "plots" / "drift.png").unlink()
+    assert report.main([str(swept)]) == 0
+    assert (swept / "report.md").is_file() and (swept / "plots" / "drift.png").is_file()
+    assert (swept / "config_ranking.csv").read_text() == before
+    capsys.readouterr()
+    assert report.main([str(swept), "--metric", "val_nope"]) == 2
+    assert report.main([str(swept / "nowhere")]) == 2
+    assert capsys.readouterr().err.count("error:") == 2
