@@ -3,7 +3,7 @@
 from ray import tune
 
 # The released Kronos-small with its tokenizer; the predictor fine-tuned at upstream's predictor
-# learning rate (4e-5) on a frozen tokenizer. Same values as trainables.kronos.DEFAULTS.
+# learning rate (4e-5) on a frozen tokenizer.
 BASELINE = {
     "pretrained": "NeoQuasar/Kronos-small",
     "tokenizer": "NeoQuasar/Kronos-Tokenizer-base",

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from search_spaces.chronos2 import BASELINE as DEFAULTS
 from trainables.adapter import UnitData, Window
-from trainables.chronos2 import DEFAULTS, Chronos2Adapter, build_pipeline
+from trainables.chronos2 import Chronos2Adapter, build_pipeline
 from trainables.weights import WeightsNotFound
 
 torch.set_num_threads(1)

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
+from search_spaces.kronos import BASELINE as DEFAULTS
 from trainables.adapter import UnitData, Window
-from trainables.kronos import DEFAULTS, KronosAdapter, _features, _normalise, _sample, _sample_paths, build_models
+from trainables.kronos import KronosAdapter, _features, _normalise, _sample, _sample_paths, build_models
 
 torch.set_num_threads(1)
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from toto.model.toto import Toto
 
+from search_spaces.toto import BASELINE as DEFAULTS
 from trainables.adapter import UnitData, Window
-from trainables.toto import DEFAULTS, TotoAdapter, _crps
+from trainables.toto import TotoAdapter, _crps
 from trainables.weights import WeightsNotFound
 
 torch.set_num_threads(1)

@@ -53,14 +53,14 @@ class Adapter(ABC):
         self.device = device
 
     @staticmethod
-    @abstractmethod
     def context_length(config: dict[str, Any]) -> int:
         """Rows of history each forecast reads (before its origin)."""
+        return int(config["context_length"])
 
     @staticmethod
-    @abstractmethod
     def horizon(config: dict[str, Any]) -> int:
         """Steps forecast from each origin."""
+        return int(config["prediction_length"])
 
     @abstractmethod
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
@@ -87,3 +87,14 @@ class Adapter(ABC):
     @abstractmethod
     def load(cls, path: str, device: str = "cpu") -> Adapter:
         """Rebuild a fitted adapter saved by `save`."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch, so a fit on CPU is repeatable."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

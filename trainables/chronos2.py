@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import random
 import shutil
 import tempfile
 from contextlib import nullcontext
@@ -16,22 +15,9 @@ import torch
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model, Chronos2Pipeline
 from transformers.trainer_callback import TrainerCallback
 
+from search_spaces.chronos2 import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData
-
-DEFAULTS: dict[str, Any] = {
-    "pretrained": "amazon/chronos-2",
-    "init": "pretrained",
-    "size": "tiny",
-    "context_length": 256,
-    "prediction_length": 1,
-    "learning_rate": 1e-5,
-    "num_steps": 200,
-    "batch_size": 32,
-    "finetune_mode": "full",
-    "lora_r": 8,
-    "lora_alpha": 16,
-}
+from trainables.adapter import Adapter, UnitData, seed_everything
 
 # Randomly initialised architectures for init="scratch" (tests, ablations, offline machines).
 _SIZES: dict[str, dict[str, int]] = {
@@ -125,12 +111,6 @@ class _TensorBoardLosses(TrainerCallback):
             self._writer.close()
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def _series(data: UnitData) -> np.ndarray:
     return data.frame[data.target].to_numpy(dtype=np.float32)
 
@@ -168,19 +148,11 @@ class Chronos2Adapter(Adapter):
     name = "chronos2"
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
-        super().__init__({**DEFAULTS, **config}, seed, device)
+        super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
         self.pipeline: Chronos2Pipeline | None = None
 
-    @staticmethod
-    def context_length(config: dict[str, Any]) -> int:
-        return int(config["context_length"])
-
-    @staticmethod
-    def horizon(config: dict[str, Any]) -> int:
-        return int(config["prediction_length"])
-
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
-        _seed_everything(self.seed)  # before building: a scratch model's init depends on it
+        seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.pipeline = build_pipeline(self.config, self.device)
         num_steps = int(self.config["num_steps"])
         if num_steps <= 0:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from functools import partial
@@ -22,24 +21,9 @@ import torch.nn.functional as F
 from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
 from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
+from search_spaces.kronos import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData
-
-DEFAULTS: dict[str, Any] = {
-    "pretrained": "NeoQuasar/Kronos-small",
-    "tokenizer": "NeoQuasar/Kronos-Tokenizer-base",
-    "init": "pretrained",
-    "size": "tiny",
-    "context_length": 256,
-    "prediction_length": 5,
-    "learning_rate": 4e-5,
-    "tokenizer_steps": 0,
-    "predictor_steps": 200,
-    "batch_size": 32,
-    "temperature": 1.0,
-    "top_p": 0.9,
-    "num_samples": 10,
-}
+from trainables.adapter import Adapter, UnitData, seed_everything
 
 # Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small); "tiny" shrinks
 # them for tests. d_model must divide by 4: the dependency layer has 4 heads whatever n_heads is.
@@ -100,12 +84,6 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
         if not ok:
             hint = f" (this model's max context is {limit})" if key == "context_length" else ""
             raise ValueError(f"kronos: bad {key}={config[key]!r}{hint}")
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _autocast(device: str):
@@ -361,22 +339,14 @@ class KronosAdapter(Adapter):
     name = "kronos"
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
-        super().__init__({**DEFAULTS, **config}, seed, device)
+        super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
         self.max_context = max_context(self.config)
         _check_config(self.config, self.max_context)
         self.tokenizer: KronosTokenizer | None = None
         self.model: Kronos | None = None
 
-    @staticmethod
-    def context_length(config: dict[str, Any]) -> int:
-        return int(config["context_length"])
-
-    @staticmethod
-    def horizon(config: dict[str, Any]) -> int:
-        return int(config["prediction_length"])
-
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
-        _seed_everything(self.seed)  # before building: a scratch model's init depends on it
+        seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.tokenizer, self.model = build_models(self.config, self.device)
         steps = {stage: int(self.config[f"{stage}_steps"]) for stage in ("tokenizer", "predictor")}
         facts = {f"{stage}_steps": float(n) for stage, n in steps.items()}

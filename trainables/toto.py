@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
@@ -30,23 +29,9 @@ from toto.model.losses import CombinedLoss
 from toto.model.scheduler import WarmupStableDecayLR
 from toto.model.toto import Toto
 
+from search_spaces.toto import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData, Window
-
-DEFAULTS: dict[str, Any] = {
-    "pretrained": "Datadog/Toto-Open-Base-1.0",
-    "init": "pretrained",
-    "size": "tiny",
-    "context_length": 512,
-    "prediction_length": 64,
-    "learning_rate": 1e-4,
-    "warmup_steps": 20,
-    "max_steps": 300,
-    "batch_size": 16,
-    "weight_decay": 0.01,
-    "loss": "nll",
-    "num_samples": 64,
-}
+from trainables.adapter import Adapter, UnitData, Window, seed_everything
 
 # Class names as the released config.json spells them (the package maps them to classes).
 _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
@@ -119,12 +104,6 @@ def build_model(config: dict[str, Any], device: str = "cpu") -> tuple[Toto, dict
     model.to(device)
     model.eval()
     return model, model_config
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _series(data: UnitData) -> np.ndarray:
@@ -207,17 +186,9 @@ class TotoAdapter(Adapter):
     name = "toto"
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
-        super().__init__({**DEFAULTS, **config}, seed, device)
+        super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
         self.model: Toto | None = None
         self.model_config: dict[str, Any] = {}
-
-    @staticmethod
-    def context_length(config: dict[str, Any]) -> int:
-        return int(config["context_length"])
-
-    @staticmethod
-    def horizon(config: dict[str, Any]) -> int:
-        return int(config["prediction_length"])
 
     @property
     def _patch(self) -> int:
@@ -225,7 +196,7 @@ class TotoAdapter(Adapter):
 
     def _ensure_model(self) -> Toto:
         if self.model is None:
-            _seed_everything(self.seed)  # a scratch model's init depends on it
+            seed_everything(self.seed)  # a scratch model's init depends on it
             self.model, self.model_config = build_model(self.config, self.device)
             self._check_context()
         return self.model
@@ -249,7 +220,7 @@ class TotoAdapter(Adapter):
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
         self.model = None
         self._ensure_model()
-        _seed_everything(self.seed)
+        seed_everything(self.seed)
         writer = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
