@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import synthetic_prices
 
 from search_spaces.chronos2 import BASELINE as DEFAULTS
 from trainables.adapter import UnitData, Window
@@ -21,19 +22,7 @@ ORIGINS = np.arange(300, 346)  # val-window origins; each forecasts 5 steps
 
 
 def _random_walk_frame(n: int = N_ROWS, seed: int = 0) -> pd.DataFrame:
-    """Daily OHLCV from a geometric random walk (no `arch` dependency)."""
-    rng = np.random.default_rng(seed)
-    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n)))
-    return pd.DataFrame(
-        {
-            "timestamp": pd.bdate_range("2020-01-01", periods=n),
-            "open": close * (1 + rng.normal(0, 0.002, n)),
-            "high": close * 1.01,
-            "low": close * 0.99,
-            "close": close,
-            "volume": rng.integers(1_000_000, 2_000_000, n).astype(float),
-        }
-    )
+    return synthetic_prices(n, seed)
 
 
 def _unit(frame: pd.DataFrame) -> UnitData:
