@@ -187,19 +187,32 @@ def hyperparameters(table: pd.DataFrame) -> list[str]:
 
 
 def config_labels(table: pd.DataFrame, rows: pd.Index | None = None) -> pd.Series:
-    """A short label per row (of `rows`, default all): the hyperparameters that vary within its model
-    across `table`, model first when the table holds several."""
+    """A short label per row (of `rows`, default all), model first when the table holds several.
+
+    Within each model, a configuration is named by the hyperparameters where it differs from the
+    most common value. The one configuration that differs nowhere is "baseline" when every other
+    differs in one parameter (an OFAT shape); otherwise it lists all the varying parameters.
+    A parameter whose values never repeat (Optuna's continuous draws) is shown on every row.
+    """
     rows = table.index if rows is None else rows
     labels = pd.Series("", index=rows, dtype=object)
     many = table["model"].nunique() > 1
     for model, part in table.groupby("model", sort=False):
         cols = hyperparameters(part)
-        mine = part.index.intersection(rows)
-        for i in mine:
-            row = part.loc[i]
-            text = ", ".join(f"{c.removeprefix('config/')}={_short(row[c])}" for c in cols) or str(row["config_id"])
-            labels[i] = f"{model}: {text}" if many else text
+        text = part[cols].astype(str)
+        differs = text.ne(text.apply(_mode)) if cols else text
+        ofat = bool(cols) and (differs.sum(axis=1) <= 1).all() and (differs.sum(axis=1) == 0).sum() == 1
+        for i in part.index.intersection(rows):
+            shown = [c for c in cols if differs.at[i, c]] or ([] if ofat else cols)
+            name = ", ".join(f"{c.removeprefix('config/')}={_short(part.at[i, c])}" for c in shown)
+            name = name or ("baseline" if ofat else str(part.at[i, "config_id"]))
+            labels[i] = f"{model}: {name}" if many else name
     return labels
+
+
+def _mode(column: pd.Series) -> str | None:
+    counts = column.value_counts()
+    return counts.index[0] if counts.iloc[0] > 1 else None
 
 
 def _short(value) -> str:

@@ -73,6 +73,7 @@ def parser(model: str) -> argparse.ArgumentParser:
     r.add_argument(
         "--max-failures", type=int, default=1, help="retries of a crashed trial from its last fold checkpoint"
     )
+    r.add_argument("--keep-top-k", type=int, help="at the end, keep model weights of the K best configurations only")
     r.add_argument("--fail-fast", action="store_true", help="stop the whole sweep at the first failed configuration")
     r.add_argument("--notes", default="", help="free text recorded with the sweep")
     return p
@@ -116,6 +117,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         parallel_units=args.parallel_units,
         max_concurrent=args.max_concurrent,
         max_failures=args.max_failures,
+        keep_top_k=args.keep_top_k,
         address=args.address,
         seed=args.seed,
         notes=args.notes or fields.get("notes", ""),

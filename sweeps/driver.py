@@ -189,6 +189,11 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources())
     results, interrupted = _fit(tuner)
     print(summary.describe(spec, path, results, time.perf_counter() - t0))
+    if spec.keep_top_k and not interrupted:
+        from sweeps.prune import keep_top_k
+
+        removed = keep_top_k(path, spec.metric, spec.keep_top_k)
+        print(f"Disk:         kept the models of the {spec.keep_top_k} best configuration(s), removed {removed}")
     if interrupted:  # Ctrl-C: Tune saved its state on the way out
         print(
             f"\nInterrupted. Continue with: python sweeps/{spec.model}.py --resume --name {spec.name} "

@@ -69,6 +69,7 @@ class SweepSpec:
     parallel_units: int = 1
     max_concurrent: int | None = None
     max_failures: int = 1
+    keep_top_k: int | None = None
     address: str | None = None
     seed: int = 0
     notes: str = ""

@@ -73,3 +73,8 @@ def read_json_files(pattern_dir: str, name: str) -> list[dict]:
         if exists(path):
             out.append(json.loads(read_text(path)))
     return out
+
+
+def delete_dir(path: str) -> None:
+    fs, p = filesystem(path)
+    fs.delete_dir(p)
