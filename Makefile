@@ -26,6 +26,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: setup
 	$(PY) sweeps/tft.py --mode quick --folds 2 --seeds 2 --name demo_tft --overwrite
+	$(PY) sweeps/chronos2.py --config sweeps/examples/chronos2_tiny.json --mode grid --init scratch --size tiny \
+	    --folds 2 --overwrite
+	$(PY) analysis/best.py --metric val_pct_mae --export-path results/best_model.json
 
 test: setup lint
 	$(PY) -m pytest

@@ -35,8 +35,11 @@ def _empty(path: str, title: str, text: str) -> str:
     return _save(fig, path)
 
 
-def _wrap(text: str, width: int = 48) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _wrap(text: str, width: int = 48, lines: int = 2) -> str:
+    """`text` on at most `lines` lines of `width` characters (cut with … beyond)."""
+    import textwrap
+
+    return textwrap.fill(text, width, max_lines=lines, placeholder=" …")
 
 
 def ranking_plot(ranked: pd.DataFrame, metric: str, path: str, top: int = 15) -> str:
@@ -45,8 +48,9 @@ def ranking_plot(ranked: pd.DataFrame, metric: str, path: str, top: int = 15) ->
     shown = ranked[ranked["status"] == "ok"].head(top)
     if shown.empty:
         return _empty(path, title, "no configuration completed every fold × seed")
-    labels = [f"#{r}  {_wrap(lab)}" for r, lab in zip(shown["rank"], config_labels(ranked, shown.index))]
-    fig, ax = plt.subplots(figsize=(10, 1.9 + 0.45 * len(shown)))
+    labels = [f"#{r}  {_wrap(lab, 62)}" for r, lab in zip(shown["rank"], config_labels(ranked, shown.index))]
+    two_lines = any("\n" in lab for lab in labels)
+    fig, ax = plt.subplots(figsize=(11, 1.9 + (0.6 if two_lines else 0.45) * len(shown)))
     y = np.arange(len(shown))[::-1]
     mean, std = shown[metric].to_numpy(float), shown[f"{metric}_std"].to_numpy(float)
     ax.barh(y, mean, xerr=std, color=BLUE, alpha=0.85, capsize=3, label="mean ± std over folds × seeds")
@@ -202,7 +206,10 @@ def history_plot(history: pd.DataFrame, metric: str, mode: str, path: str) -> st
     if done.empty:
         return _empty(path, title, "no finished trial")
     fig, ax = plt.subplots(figsize=(9, 4))
-    ax.scatter(done["number"], done["value"], color=BLUE, s=22, label="trial", zorder=3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.scatter(done["number"], done["value"], color=BLUE, s=22, label="trial (every fold × seed done)", zorder=3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     best = done["value"].cummin() if mode == "min" else done["value"].cummax()
     ax.step(done["number"], best, where="post", color=RED, label="best so far")
     ax.set_xlabel("trial number")

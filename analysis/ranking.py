@@ -192,7 +192,7 @@ def config_labels(table: pd.DataFrame, rows: pd.Index | None = None) -> pd.Serie
     Within each model, a configuration is named by the hyperparameters where it differs from the
     most common value. The one configuration that differs nowhere is "baseline" when every other
     differs in one parameter (an OFAT shape); otherwise it lists all the varying parameters.
-    A parameter whose values never repeat (Optuna's continuous draws) is shown on every row.
+    A parameter without one clear most common value (e.g. Optuna's draws) is shown on every row.
     """
     rows = table.index if rows is None else rows
     labels = pd.Series("", index=rows, dtype=object)
@@ -212,7 +212,8 @@ def config_labels(table: pd.DataFrame, rows: pd.Index | None = None) -> pd.Serie
 
 def _mode(column: pd.Series) -> str | None:
     counts = column.value_counts()
-    return counts.index[0] if counts.iloc[0] > 1 else None
+    top = counts.iloc[0]
+    return counts.index[0] if top > 1 and (counts == top).sum() == 1 else None  # a clear mode only
 
 
 def _short(value) -> str:

@@ -238,3 +238,16 @@ def test_config_file_values_the_wrong_type(tmp_path, capsys):
                        "--storage", str(tmp_path / "r")], capsys)  # fmt: skip
     assert code == 2 and "training_config.max_epochs must be int, got 1.5" in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name", ["tft_encoder_length", "chronos2_tiny"])
+def test_shipped_example_configs_validate(name, tmp_path):
+    from sweeps.cli import parser, spec_from_args
+    from sweeps.driver import prepare
+
+    model = name.split("_")[0]
+    path = f"sweeps/examples/{name}.json"
+    extra = ["--init", "scratch"] if model == "chronos2" else []
+    args = parser(model).parse_args(["--config", path, "--storage", str(tmp_path / "r"), *extra])
+    prepared = prepare(spec_from_args(model, args))
+    assert len(prepared.folds) >= 1 and not (tmp_path / "r").exists()
