@@ -169,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-plots", action="store_true", help="tables only")
     args = p.parse_args(argv)
     try:
-        if args.metric is not None and (not args.metric.startswith("val_") or direction(args.metric) is None):
-            raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
+        if args.metric is not None:
+            if not args.metric.startswith("val_"):
+                raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
+            direction(args.metric)
         if not files.is_dir(args.path):
             raise ResultsError(f"{args.path!r} is not a directory")
         paths = find_sweeps(args.path)

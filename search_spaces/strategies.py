@@ -82,15 +82,20 @@ def build(
     num_samples: int = 20,
     metric: str = "robust_score",
     metric_mode: str = "min",
-    max_concurrent: int = 2,
+    max_concurrent: int | None = None,
     optuna_storage: str | None = None,
     study_name: str = "sweep",
     seed: int = 0,
 ) -> Search:
-    """The search for `mode`; `optuna_storage` is a SQLite file path for the study."""
+    """The search for `mode`; `optuna_storage` is a SQLite file path for the study.
+
+    `max_concurrent` caps trials running at once (None: explicit modes as resources allow,
+    Optuna 2); the searcher must hold the cap, Tune ignores its own with a search algorithm.
+    """
     if mode != "optuna":
         configs = configurations(mode, spaces, baseline, ranges or {}, points)[:max_runs]
-        return Search(dict(baseline), BasicVariantGenerator(points_to_evaluate=configs), len(configs))
+        generator = BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=max_concurrent or 0)
+        return Search(dict(baseline), generator, len(configs))
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
@@ -105,4 +110,4 @@ def build(
         study_name=study_name,
     )
     n = min(num_samples, max_runs) if max_runs else num_samples
-    return Search(space, ConcurrencyLimiter(searcher, max_concurrent=max_concurrent), n)
+    return Search(space, ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or 2), n)

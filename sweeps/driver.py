@@ -188,18 +188,21 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         _record(spec, prepared)
         tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources())
     results, interrupted = _fit(tuner)
-    print(summary.describe(spec, path, results, time.perf_counter() - t0))
-    if spec.keep_top_k and not interrupted:
+    if spec.keep_top_k and not interrupted:  # before the report, so its tables list what remains
         from sweeps.prune import keep_top_k
 
         removed = keep_top_k(path, spec.metric, spec.keep_top_k)
-        print(f"Disk:         kept the models of the {spec.keep_top_k} best configuration(s), removed {removed}")
+        print(f"Disk: kept the models of the {spec.keep_top_k} best configuration(s), removed {removed}")
+    print(summary.describe(spec, path, time.perf_counter() - t0))
     if interrupted:  # Ctrl-C: Tune saved its state on the way out
         print(
             f"\nInterrupted. Continue with: python sweeps/{spec.model}.py --resume --name {spec.name} "
             f"--storage {spec.storage}"
         )
         return 130
+    if spec.fail_fast and results.num_errors:
+        print("Stopped at the first failed configuration (--fail-fast).")
+        return 1
     return 0
 
 

@@ -8,11 +8,10 @@ import traceback
 from sweeps.spec import SweepSpec
 
 
-def describe(spec: SweepSpec, path: str, _results, wall: float) -> str:
+def describe(spec: SweepSpec, path: str, wall: float) -> str:
     """Write every artefact of the sweep at `path` (analysis.report) and return the summary text.
 
-    `_results` (Tune's ResultGrid) is not needed: everything is read back from the stored files,
-    exactly as `python analysis/report.py PATH` would.
+    Everything is read back from the stored files, exactly as `python analysis/report.py PATH` would.
     """
     from analysis.report import generate
     from analysis.text import best_text, ranking_text

@@ -339,3 +339,36 @@ def test_keep_top_k_bounds_the_disk_to_the_best_models(tmp_path, tiny_config):
     size = sum(os.path.getsize(os.path.join(d, f)) for m in models for d, _, fs in os.walk(m) for f in fs)
     largest = max(sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(m) for f in fs) for m in models)
     assert size <= 1 * 2 * largest  # the README's bound: K configurations × folds × seeds × model size
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_fail_fast_stops_at_the_first_failure(tmp_path, tiny_config):
+    cfg = json.loads(open(tiny_config).read())
+    cfg["param_ranges"] = {"attention_head_size": [1, 0, 2, 4]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(cfg))
+    args = sweep_args(tmp_path / "r", str(path), "--mode", "ofat", "--folds", "2", "--seeds", "1", "--name", "ff",
+                      "--max-failures", "0", "--fail-fast", "--max-concurrent", "1")  # fmt: skip
+    assert main("tft", args) == 1
+    errors = glob.glob(str(tmp_path / "r" / "ff" / "trial_*" / "error.txt"))
+    ran = {
+        p.split("/units/")[0] for p in glob.glob(str(tmp_path / "r" / "ff" / "trial_*" / "units" / "*" / "record.json"))
+    }
+    assert len(errors) == 1
+    assert len(ran) == 1, "only the baseline ran; the configurations after the failure never started"
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_asha_prunes_over_folds_and_ranks_only_complete_configurations(tmp_path, tiny_config):
+    cfg = json.loads(open(tiny_config).read())
+    cfg["param_ranges"] = {"learning_rate": [1e-4, 1e-3, 1e-2, 1e-1]}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(cfg))
+    args = sweep_args(tmp_path / "r", str(path), "--mode", "grid", "--folds", "3", "--seeds", "1", "--name", "asha",
+                      "--scheduler", "asha", "--max-concurrent", "1")  # fmt: skip
+    assert main("tft", args) == 0
+    ranking = pd.read_csv(tmp_path / "r" / "asha" / "config_ranking.csv")
+    done = ranking["units_done"].to_numpy()
+    assert (done < 3).any(), "ASHA stopped at least one configuration before its last fold"
+    assert ranking.loc[ranking["units_done"] < 3, "status"].ne("ok").all()
+    assert ranking["status"].iloc[0] == "ok" and ranking["units_done"].iloc[0] == 3
