@@ -109,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default="val_pct_mae", help="validation metric to select on (val_…)")
     p.add_argument("--mode", choices=("min", "max"), help="direction (default: the metric's own)")
     p.add_argument("--model", help=f"only this model ({', '.join(registry.MODELS)})")
-    p.add_argument("--top-k", type=int, default=1, help="how many configurations to show")
+    p.add_argument("--top-k", type=int, help="how many configurations to show (default 1, or 10 with --interactive)")
     p.add_argument("--results", default="results", help="results root (local directory or s3://…)")
     p.add_argument("--export-path", help="write the best (or picked) model's hand-off JSON here")
     p.add_argument("--interactive", action="store_true", help="pick one of the top-k in the terminal")
@@ -127,6 +127,8 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--metric {args.metric!r} is not a known metric"
     if args.model is not None and args.model not in registry.MODELS:
         return f"--model {args.model!r} is not a known model ({', '.join(registry.MODELS)})"
+    if args.top_k is None:
+        args.top_k = 10 if args.interactive else 1
     if args.top_k < 1:
         return f"--top-k must be at least 1, got {args.top_k}"
     if not files.is_remote(args.results) and not os.path.isdir(args.results):

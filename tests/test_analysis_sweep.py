@@ -137,6 +137,17 @@ def test_best_export_loads_in_two_lines_and_reproduces_its_forecasts(swept, caps
     np.testing.assert_allclose(model.predict(data, where).ravel(), expected, rtol=1e-4)
 
 
+def test_interactive_pick_exports_the_chosen_configuration(swept, capsys, monkeypatch):
+    import io
+
+    out = swept.parent / "picked.json"
+    monkeypatch.setattr("sys.stdin", io.StringIO("2\n"))
+    assert best_main(["--results", str(swept.parent), "--interactive", "--export-path", str(out)]) == 0
+    assert "Pick a configuration" in capsys.readouterr().out
+    ranking = pd.read_csv(swept / "config_ranking.csv")
+    assert json.loads(out.read_text())["config_id"] == ranking["config_id"].iloc[1]
+
+
 def test_results_api_over_the_store(swept):
     res = Results(str(swept.parent))
     best = res.best()
