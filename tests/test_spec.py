@@ -251,3 +251,18 @@ def test_shipped_example_configs_validate(name, tmp_path):
     args = parser(model).parse_args(["--config", path, "--storage", str(tmp_path / "r"), *extra])
     prepared = prepare(spec_from_args(model, args))
     assert len(prepared.folds) >= 1 and not (tmp_path / "r").exists()
+
+
+def test_missing_model_package_says_how_to_install(tmp_path, capsys, monkeypatch):
+    from dataclasses import replace
+
+    from trainables import registry
+
+    entry = registry.MODELS["chronos2"]
+    monkeypatch.setitem(registry.MODELS, "chronos2", replace(entry, package="chronos_not_installed_here"))
+    from sweeps.cli import main
+
+    code = main("chronos2", ["--init", "scratch", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is not installed" in err and "pip install chronos-forecasting" in err
+    assert not (tmp_path / "r").exists()
