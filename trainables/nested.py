@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import ray
 from ray import tune
 
 from trainables import registry, store
@@ -74,7 +75,6 @@ def _read_progress(checkpoint: tune.Checkpoint | None) -> list[dict]:
 
 
 def _device() -> str:
-    import ray
     import torch
 
     try:
@@ -92,15 +92,13 @@ def _set_threads(cpus: float) -> None:
 
 
 def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, log_dir: str | None, cpus: float) -> dict:
-    """Run one unit and store its files at `dest`; record.json is written last, so a unit with a
-    record is complete. Runs in the trial process or as a Ray task on any node."""
+    """Run one unit and store its files at `dest`; runs in the trial process or as a Ray task on any
+    node. The caller writes record.json after this returns, so a unit with a record is complete."""
     _set_threads(cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
         record = run_unit(registry.get(model).adapter(), config, data, seed, out, log_dir, _device())
         store.put_dir(out, dest)
-    import ray
-
     return {**record, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
 
 
@@ -122,8 +120,6 @@ def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: 
     jobs = [(seed, unit_key(fold.name, seed)) for seed in seeds]
     args = [(seed, f"{units}/{key}", _log_dir(plan, key)) for seed, key in jobs]
     if plan.parallel_units > 1:
-        import ray
-
         task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
         data_ref = ray.put(data)
         results = ray.get(
