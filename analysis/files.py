@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from trainables.store import filesystem
 
 
 def is_remote(path: str) -> bool:
@@ -27,23 +28,17 @@ def join(base: str, *parts: str) -> str:
     return "/".join([str(base).rstrip("/"), *parts])
 
 
-def _fs(path: str) -> tuple[pafs.FileSystem, str]:
-    if is_remote(path):
-        return pafs.FileSystem.from_uri(path)
-    return pafs.LocalFileSystem(), os.path.abspath(path)
-
-
 def exists(path: str) -> bool:
     if not is_remote(path):
         return os.path.exists(path)
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     return fs.get_file_info(p).type != pafs.FileType.NotFound
 
 
 def is_dir(path: str) -> bool:
     if not is_remote(path):
         return os.path.isdir(path)
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     return fs.get_file_info(p).type == pafs.FileType.Directory
 
 
@@ -55,7 +50,7 @@ def entries(path: str) -> dict[str, tuple[bool, float]]:
                 return {e.name: (e.is_dir(), e.stat().st_mtime if e.is_file() else 0.0) for e in it}
         except (FileNotFoundError, NotADirectoryError):
             return {}
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     if fs.get_file_info(p).type != pafs.FileType.Directory:
         return {}
     out = {}
@@ -82,7 +77,7 @@ def mtime(path: str) -> float | None:
             return os.stat(path).st_mtime
         except OSError:
             return None
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     info = fs.get_file_info(p)
     return None if info.type == pafs.FileType.NotFound or info.mtime is None else info.mtime.timestamp()
 
@@ -96,7 +91,7 @@ def _read_local(path: str) -> bytes | None:
 
 
 def _read_remote(path: str) -> bytes | None:
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     try:
         with fs.open_input_stream(p) as f:
             return f.read()
@@ -130,7 +125,7 @@ def write_bytes(path: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)  # readers never see half a file
         return
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     fs.create_dir(os.path.dirname(p), recursive=True)
     with fs.open_output_stream(p) as f:
         f.write(data)
@@ -162,21 +157,11 @@ def read_parquet(path: str) -> tuple[pd.DataFrame, dict[str, str]] | None:
     return table.to_pandas(), meta
 
 
-def upload_dir(local: str, dest: str) -> None:
-    """Copy the files of a local directory into `dest` (local or URI), keeping what is there."""
-    if not is_remote(dest):
-        shutil.copytree(local, dest, dirs_exist_ok=True)
-        return
-    fs, p = _fs(dest)
-    fs.create_dir(p, recursive=True)
-    pafs.copy_files(local, p, destination_filesystem=fs)
-
-
 def local_copy(path: str) -> str:
     """A local directory holding `path`'s files: `path` itself if local, else a fresh download."""
     if not is_remote(path):
         return path
-    fs, p = _fs(path)
+    fs, p = filesystem(path)
     out = tempfile.mkdtemp(prefix="forecast-sweeps-")
     pafs.copy_files(p, out, source_filesystem=fs)
     return out
