@@ -3,7 +3,8 @@
 Sources are the files a sweep leaves (no Ray needed): `sweep.json`, each trial's `params.json`
 and `error.txt`, and every unit's `units/<fold>__seed<seed>/record.json` (a unit is complete
 iff its record exists). Expected units a trial lacks get a row too: `failed` (with the last
-line of the trial's error) or `missing` (still running, pruned or killed).
+line of the trial's error) or `missing` (still running, pruned or killed), unless another
+trial of the same configuration completed it (a merged sweep).
 
 The table is cached as `sweep_runs.parquet` in the sweep directory. The cache is used while it
 is newer than the sweep's Tune state and holds every trial directory; `refresh=True` rebuilds it.
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import files
+from trainables.ids import config_id
 
 RUNS_FILE = "sweep_runs.parquet"
 LOGGED_DIR = "_logged"
@@ -41,12 +43,6 @@ ID_COLUMNS = [
 
 class ResultsError(ValueError):
     """The results cannot be read (no sweep, bad path); the message says which."""
-
-
-def config_id(params: dict) -> str:
-    """Short stable hash of a hyperparameter dict (key order does not matter)."""
-    text = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def fold_id(spec: dict, fold: dict) -> str:
@@ -194,6 +190,12 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     units = _unit_rows(sweep, trials)
     trials["config_id"] = [config_id(json.loads(c)) for c in trials["config"]]
     out = units.merge(trials, on="trial_id", how="left")
+    # A merged sweep runs each unit once per configuration: a unit one trial lacks but another
+    # trial of the same configuration completed is not missing.
+    complete = out["status"] == "complete"
+    have = set(zip(out.loc[complete, "config_id"], out.loc[complete, "fold"], out.loc[complete, "seed"]))
+    covered = [(c, f, s) in have for c, f, s in zip(out["config_id"], out["fold"], out["seed"])]
+    out = out[complete | ~pd.Series(covered, index=out.index)].reset_index(drop=True)
     out["error"] = np.where(out["status"] == "complete", "", out["error"])
     out["checkpoint"] = out["checkpoint"].astype(object).where(out["checkpoint"].notna(), None)  # as parquet reads it
     out["model"], out["sweep"], out["sweep_mode"] = sweep.model, sweep.name, sweep.mode

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from search_spaces.strategies import MODES
@@ -63,6 +64,12 @@ def parser(model: str) -> argparse.ArgumentParser:
     r.add_argument("--name", help="sweep name (default: <model>_<mode>); results go to <storage>/<name>")
     r.add_argument("--resume", action="store_true", help="continue the interrupted sweep of that name (Tune restore)")
     r.add_argument("--overwrite", action="store_true", help="replace an existing sweep of the same name")
+    r.add_argument(
+        "--merge",
+        action="store_true",
+        help="add replica seeds, folds or param_ranges values to the existing sweep of that name; "
+        "only its missing (configuration, fold, seed) units run",
+    )
     r.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
     r.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per unit of a trial")
     r.add_argument(
@@ -99,7 +106,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         mode=mode,
         name=args.name or fields.get("name") or f"{model}_{mode}",
         storage=args.storage,
-        data=args.data,
+        data=os.path.abspath(args.data) if args.data and "://" not in args.data else args.data,
         asset=args.asset,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
@@ -123,6 +130,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         notes=args.notes or fields.get("notes", ""),
         fail_fast=args.fail_fast,
         overwrite=args.overwrite,
+        merge=args.merge,
     )
     check(spec, entry.spaces().BASELINE, list(registry.MODELS))
     _check_metric(spec.metric)
@@ -191,6 +199,11 @@ def main(model: str, argv: list[str] | None = None) -> int:
     """Entry point of `python sweeps/<model>.py`; returns the exit code."""
     args = parser(model).parse_args(argv)
     try:
+        both = [
+            f for f, on in (("--resume", args.resume), ("--merge", args.merge), ("--overwrite", args.overwrite)) if on
+        ]
+        if len(both) > 1:
+            raise SpecError(f"{both[0]} and {both[1]} cannot be used together")
         spec = resumed_spec(model, args) if args.resume else spec_from_args(model, args)
         from sweeps import driver
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from search_spaces import strategies
-from sweeps import provenance
+from sweeps import merge, provenance
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
@@ -81,7 +82,7 @@ def prepare(spec: SweepSpec) -> Prepared:
     context, horizon = _longest(spec, entry.context_key, base), _longest(spec, entry.horizon_key, base)
     fold_mod.validate(list(folds), ts, context, horizon)
     _check_weights(base)
-    _check_target(spec)
+    _check_target(spec, folds)
     return Prepared(frame, features, folds)
 
 
@@ -93,11 +94,23 @@ def _check_weights(base: dict) -> None:
                 weights.resolve(base[key])
 
 
-def _check_target(spec: SweepSpec) -> None:
+def _check_target(spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
     if spec.resume:
         return
-    if store.exists(spec.sweep_dir) and not spec.overwrite:
-        raise SpecError(f"sweep {spec.sweep_dir!r} already exists: use --resume, --overwrite or another --name")
+    if spec.merge:
+        meta = _stored_meta(spec)
+        if meta is None:
+            raise SpecError(f"--merge: no sweep at {spec.sweep_dir!r} to merge into (run it once without --merge)")
+        merge.check(meta, spec, folds)
+    elif store.exists(spec.sweep_dir) and not spec.overwrite:
+        raise SpecError(
+            f"sweep {spec.sweep_dir!r} already exists: use --resume, --merge, --overwrite or another --name"
+        )
+
+
+def _stored_meta(spec: SweepSpec) -> dict | None:
+    path = f"{spec.sweep_dir}/sweep.json"
+    return json.loads(store.read_text(path)) if store.exists(path) else None
 
 
 def _init_ray(address: str | None) -> None:
@@ -162,6 +175,9 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     resources, gpus = _resources(spec)
     local = "://" not in spec.storage
     storage = os.path.abspath(spec.storage) if local else spec.storage
+    path = f"{storage.rstrip('/')}/{spec.name}"
+    # A merged sweep (and its resume) skips the units each configuration already has.
+    stored, prior = merge.stored_units(path) if spec.merge else ([], {})
     plan = Plan(
         model=spec.model,
         folds=prepared.folds,
@@ -171,10 +187,10 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         parallel_units=spec.parallel_units,
         cpus_per_unit=spec.cpus_per_trial,
         gpus_per_unit=gpus,
-        experiment_path=f"{storage.rstrip('/')}/{spec.name}",
+        experiment_path=path,
+        prior=prior,
     )
     trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frame=prepared.frame), resources)
-    path = f"{storage.rstrip('/')}/{spec.name}"
     if spec.resume:
         if not tune.Tuner.can_restore(path):
             raise SpecError(f"--resume: {path} holds no restorable Tune experiment")
@@ -185,8 +201,20 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
             import shutil
 
             shutil.rmtree(path)
-        _record(spec, prepared)
-        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources())
+        configs = None
+        if spec.merge:
+            configs = _merge_configs(spec, entry, stored, prior, prepared)
+            store.write_text(
+                f"{path}/sweep.json",
+                store.dumps(merge.record(_stored_meta(spec), spec, prepared.folds, provenance.git_state())),
+            )
+        else:
+            _record(spec, prepared)
+        if configs == []:
+            print("--merge: every (configuration, fold, seed) unit is already stored; nothing to run")
+            print(summary.describe(spec, path, time.perf_counter() - t0))
+            return 0
+        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources(), configs)
     results, interrupted = _fit(tuner)
     if spec.keep_top_k and not interrupted:  # before the report, so its tables list what remains
         from sweeps.prune import keep_top_k
@@ -225,7 +253,18 @@ def _fit(tuner):
         signal.signal(signal.SIGINT, previous)
 
 
-def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict):
+def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prepared: Prepared) -> list[dict]:
+    """The merged sweep's configurations that still miss units: its strategy's list plus the stored ones."""
+    listed = []
+    if spec.mode != "optuna":  # an Optuna sweep grows by re-running its sampled configurations
+        base = spec.baseline(entry.spaces().BASELINE)
+        listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points)
+    todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds)
+    print(f"--merge: {len(todo)} configuration(s) have units to run")
+    return todo
+
+
+def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict, configs: list[dict] | None):
     import logging
 
     from ray import tune
@@ -237,12 +276,12 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
     per_trial = spec.cpus_per_trial * spec.parallel_units
     concurrent = spec.max_concurrent or max(1, int(cluster.get("CPU", 1) // per_trial))
     search = strategies.build(
-        spec.mode,
+        "priority" if configs else spec.mode,
         entry.spaces(),
         base,
         ranges=spec.param_ranges,
-        points=spec.points,
-        max_runs=spec.max_runs,
+        points=configs or spec.points,
+        max_runs=None if configs else spec.max_runs,
         num_samples=spec.num_samples,
         max_concurrent=concurrent,
         seed=spec.seed,

@@ -76,6 +76,7 @@ class SweepSpec:
     fail_fast: bool = False
     resume: bool = False
     overwrite: bool = False
+    merge: bool = False
 
     @property
     def sweep_dir(self) -> str:

@@ -1,8 +1,9 @@
 """The Tune trainable: one trial = one configuration, run over every (fold, seed) unit.
 
+Each unit stores its files (predictions, model, record.json last) under `<trial>/units/`.
 After each fold the trial reports the running aggregate and a checkpoint holding its
-progress plus that fold's unit files (predictions + model). A restored trial reads the
-progress and skips the units it already finished.
+progress. A restored trial skips every unit already stored, and a merged sweep's trial
+also skips the units its configuration already has in earlier trials (`Plan.prior`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from ray import tune
 from trainables import registry, store
 from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
+from trainables.ids import config_id, unit_key
 from trainables.metrics import mode_of
 from trainables.unit import run_unit
 
@@ -41,10 +43,8 @@ class Plan:
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
     experiment_path: str = ""  # <storage>/<name>: local path or URI
-
-
-def unit_key(fold: str, seed: int) -> str:
-    return f"{fold}__seed{seed}"
+    # Units a merged sweep already holds for a configuration (by config_id), in other trials.
+    prior: dict[str, list[dict]] = field(default_factory=dict)
 
 
 def aggregate(units: list[dict], metric: str) -> dict[str, float]:
@@ -144,18 +144,26 @@ def train(config: dict[str, Any], plan: Plan, frame: pd.DataFrame) -> None:
     """Tune function trainable; bind `plan` and `frame` with tune.with_parameters."""
     # Units already stored count as done even when Tune's own checkpoint lags behind them
     # (a driver killed between a unit's end and the next experiment snapshot).
-    by_key = {
-        (u["fold"], u["seed"]): u for u in [*_read_progress(tune.get_checkpoint()), *finished_units(_trial_store(plan))]
-    }
+    earlier = [*plan.prior.get(config_id(config), []), *_read_progress(tune.get_checkpoint())]
+    by_key = {(u["fold"], u["seed"]): u for u in [*earlier, *finished_units(_trial_store(plan))]}
     done = list(by_key.values())
+    ran = False
     for index, fold in enumerate(plan.folds):
         seeds = [s for s in plan.seeds if (fold.name, s) not in by_key]
         if not seeds:
             continue
         done += _run_fold(config, plan, frame, fold, seeds)
-        folds_done = len({u["fold"] for u in done})
-        metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold.name, "fold_index": index}
-        with tempfile.TemporaryDirectory() as out:
-            with open(os.path.join(out, PROGRESS), "w") as f:
-                f.write(store.dumps({"units": done}))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))
+        _report(done, plan, fold.name, index)
+        ran = True
+    if not ran and done:  # everything was already stored: still give Tune this trial's result
+        _report(done, plan, plan.folds[-1].name, len(plan.folds) - 1)
+
+
+def _report(done: list[dict], plan: Plan, fold: str, index: int) -> None:
+    """tune.report the running aggregate with a checkpoint that lists the units done."""
+    folds_done = len({u["fold"] for u in done})
+    metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold, "fold_index": index}
+    with tempfile.TemporaryDirectory() as out:
+        with open(os.path.join(out, PROGRESS), "w") as f:
+            f.write(store.dumps({"units": done}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))

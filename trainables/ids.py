@@ -1,0 +1,17 @@
+"""Stable names shared by the trainable and the analysis: configurations and units."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+
+def config_id(params: dict) -> str:
+    """Short stable hash of a hyperparameter dict (key order does not matter)."""
+    text = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def unit_key(fold: str, seed: int) -> str:
+    """The directory name of one (fold, seed) unit inside a trial's `units/`."""
+    return f"{fold}__seed{seed}"
