@@ -142,9 +142,10 @@ def test_sweep_records_provenance_ranking_plot_and_best(quick_sweep):
 
 @pytest.mark.usefixtures("ray_session")
 def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_config):
-    # hidden_size 0 cannot build a TFT: that configuration fails, the baseline still completes.
+    # attention_head_size 0 cannot build a TFT (it raises); learning rate 1e6 blows the loss up
+    # at the second step (it diverges). Both are recorded with their reason; the baseline completes.
     cfg = json.loads(open(tiny_config).read())
-    cfg["param_ranges"] = {"attention_head_size": [1, 0]}
+    cfg["param_ranges"] = {"attention_head_size": [1, 0], "learning_rate": [1e6]}
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(cfg))
     args = sweep_args(
@@ -163,8 +164,10 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_
     )
     assert main("tft", args) == 0
     ranking = pd.read_csv(tmp_path / "r" / "f" / "config_ranking.csv").fillna("")
-    assert list(ranking["complete"]) == [True, False]
-    assert ranking["error"].iloc[1] != ""
+    assert list(ranking["complete"]) == [True, False, False]
+    errors = dict(zip(zip(ranking["config/learning_rate"], ranking["config/attention_head_size"]), ranking["error"]))
+    assert errors[(0.001, 1)] == ""
+    assert "training diverged" in errors[(1e6, 1)] and "ZeroDivisionError" in errors[(0.001, 0)], errors
 
 
 @pytest.mark.usefixtures("ray_session")

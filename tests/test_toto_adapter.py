@@ -13,7 +13,7 @@ from conftest import synthetic_prices
 from toto.model.toto import Toto
 
 from search_spaces.toto import BASELINE as DEFAULTS
-from trainables.adapter import UnitData, Window
+from trainables.adapter import TrainingDiverged, UnitData, Window
 from trainables.toto import TotoAdapter, _crps
 from trainables.weights import WeightsNotFound
 
@@ -185,3 +185,12 @@ def test_context_must_be_a_multiple_of_the_patch(config, data):
 def test_missing_weights_raise(config, data):
     with pytest.raises(WeightsNotFound):
         TotoAdapter({**config, "pretrained": "/no/such/dir"}, seed=0).fit(data, None)
+
+
+def test_a_diverging_fit_stops_with_a_clear_reason(config, data):
+    # A learning rate of 1e12 turns the weights into inf/NaN after a step or two.
+    adapter = TotoAdapter({**config, "learning_rate": 1e12, "warmup_steps": 0, "max_steps": 10}, seed=1)
+    with pytest.raises(
+        TrainingDiverged, match=r"training diverged: (loss is (nan|inf)|the model's outputs are no longer finite)"
+    ):
+        adapter.fit(data, None)

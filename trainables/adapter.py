@@ -42,6 +42,17 @@ class UnitData:
     target: str = "close"
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss stopped being a finite number (learning rate too high, bad data)."""
+
+
+def check_loss(loss: Any, where: str) -> None:
+    """Raise TrainingDiverged when `loss` (a float or a 0-d tensor) is NaN or infinite."""
+    value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+    if not np.isfinite(value):
+        raise TrainingDiverged(f"training diverged: loss is {value} at {where}")
+
+
 class Adapter(ABC):
     """One forecaster. Subclasses set `name` and implement the five methods below."""
 

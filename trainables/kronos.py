@@ -23,7 +23,7 @@ from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
 from search_spaces.kronos import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData, seed_everything
+from trainables.adapter import Adapter, UnitData, check_loss, seed_everything
 
 # Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small); "tiny" shrinks
 # them for tests. d_model must divide by 4: the dependency layer has 4 heads whatever n_heads is.
@@ -255,6 +255,7 @@ def _train_stage(
         module.train()
         with _autocast(device):
             parts = losses(module, *batches())
+        check_loss(parts["loss"], f"{name} step {step}")
         optimiser.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, _GRAD_CLIP[name])

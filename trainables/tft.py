@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trainables.adapter import Adapter, UnitData
+from trainables.adapter import Adapter, TrainingDiverged, UnitData, check_loss
 from trainables.features import KNOWN_AHEAD
 
 _GROUP = "series"
@@ -109,7 +109,7 @@ class TFTAdapter(Adapter):
             gradient_clip_val=float(c["gradient_clip_val"]),
             accelerator="gpu" if self.device.startswith("cuda") else "cpu",
             devices=1,
-            callbacks=[stop],
+            callbacks=[stop, _finite_loss_callback()],
             logger=TensorBoardLogger(log_dir, name="", version="") if log_dir else False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -162,3 +162,24 @@ class TFTAdapter(Adapter):
         # The dataset parameters hold fitted scalers (pickled objects): only load our own files.
         adapter._params = torch.load(os.path.join(path, "dataset.pt"), weights_only=False)
         return adapter
+
+
+def _finite_loss_callback():
+    import lightning.pytorch as pl
+
+    class FiniteLoss(pl.Callback):
+        """Stop at the first non-finite training loss, with a message saying so.
+
+        Without it an exploded loss surfaces as an unrelated autograd error ("element 0 of tensors
+        does not require grad").
+        """
+
+        def on_before_backward(self, trainer, pl_module, loss) -> None:  # noqa: ARG002
+            where = f"epoch {trainer.current_epoch}, step {trainer.global_step}"
+            check_loss(loss, where)
+            if not loss.requires_grad:  # pytorch-forecasting's loss of exploded outputs: finite, but constant
+                raise TrainingDiverged(
+                    f"training diverged: loss {float(loss):.4g} no longer depends on the weights at {where}"
+                )
+
+    return FiniteLoss()

@@ -31,7 +31,7 @@ from toto.model.toto import Toto
 
 from search_spaces.toto import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData, Window, seed_everything
+from trainables.adapter import Adapter, TrainingDiverged, UnitData, Window, check_loss, seed_everything
 
 # Class names as the released config.json spells them (the package maps them to classes).
 _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
@@ -270,6 +270,7 @@ class TotoAdapter(Adapter):
     def _step(self, batch: tuple[np.ndarray, np.ndarray], loss_fn, optimizer, scheduler) -> float:
         self.model.train()
         loss = self._window_loss(*batch, loss_fn, last_patch_only=False)
+        check_loss(loss, f"step {scheduler.last_epoch}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -303,6 +304,8 @@ class TotoAdapter(Adapter):
         backbone = self.model.model
         with self._autocast():
             hidden, loc, scale = backbone.backbone(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
+        if not torch.isfinite(hidden).all():  # else torch.distributions fails on NaN with a long dump
+            raise TrainingDiverged("training diverged: the model's outputs are no longer finite")
         # The distribution head runs in float32: bf16 log-densities are too coarse for the NLL.
         distr = backbone.output_distribution(hidden.float())
         eps = torch.finfo(series.dtype).eps
