@@ -81,6 +81,15 @@ def test_sweep_on_s3_survives_a_kill_and_resumes_from_s3(s3_env, tmp_path):
     assert any("/tensorboard/" in k for k in keys), "per-unit curves synced to S3"
     ranking = _read(client, "res/s3sweep/config_ranking.csv")
     assert ranking.splitlines()[1].split(",")[0] == "1"
+    # The analysis reads the sweep straight from S3: the same winner as the stored ranking.
+    best = subprocess.run([sys.executable, str(ROOT / "analysis" / "best.py"), "--results", storage, "--metric",
+                           "val_pct_mae", "--export-path", str(tmp_path / "best.json")],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert best.returncode == 0, best.stderr[-2000:]
+    winner = ranking.splitlines()[1].split(",")[2]
+    assert f"configuration {winner}" in best.stdout and "s3://" in best.stdout, best.stdout
+    exported = json.loads((tmp_path / "best.json").read_text())
+    assert exported["config_id"] == winner and exported["checkpoint"].startswith(f"{storage}/s3sweep/trial_")
     # No credential ends up in the results.
     for key in keys:
         if key.endswith((".json", ".csv")):
