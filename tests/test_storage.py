@@ -78,6 +78,8 @@ def test_sweep_on_s3_survives_a_kill_and_resumes_from_s3(s3_env, tmp_path):
     records = sorted(k.split("/")[-2] for k in keys if k.endswith("record.json"))
     assert records == ["wf_1__seed7", "wf_2__seed7", "wf_3__seed7"]
     assert any(k.endswith("model/tft.ckpt") for k in keys)
+    checkpoints = {p[3] for p in (k.split("/") for k in keys) if len(p) > 4 and p[3].startswith("checkpoint_")}
+    assert 1 <= len(checkpoints) <= 2, checkpoints  # CheckpointConfig(num_to_keep=2), on S3 too
     assert any("/tensorboard/" in k for k in keys), "per-unit curves synced to S3"
     ranking = _read(client, "res/s3sweep/config_ranking.csv")
     assert ranking.splitlines()[1].split(",")[0] == "1"
