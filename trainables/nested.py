@@ -99,7 +99,17 @@ def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, lo
         out = os.path.join(tmp, "unit")
         record = run_unit(registry.get(model).adapter(), config, data, seed, out, log_dir, _device())
         store.put_dir(out, dest)
-    return {**record, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
+    return {**record, **where}
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (the trial's, or the unit task's)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, kB on Linux
 
 
 def _trial_store(plan: Plan) -> str:
