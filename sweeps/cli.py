@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from search_spaces.strategies import MODES
@@ -106,7 +105,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         mode=mode,
         name=args.name or fields.get("name") or f"{model}_{mode}",
         storage=args.storage,
-        data=os.path.abspath(args.data) if args.data and "://" not in args.data else args.data,
+        data=args.data,
         asset=args.asset,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
