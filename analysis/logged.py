@@ -17,6 +17,7 @@ from analysis import files
 from analysis.impact import model_baseline
 from analysis.runs import LOGGED_DIR, config_id, fold_id, read_sweep
 from trainables import registry, store
+from trainables.ids import unit_key
 from trainables.metrics import mode_of
 
 
@@ -108,7 +109,7 @@ def log_run(
         "fold_id": fid,
         "fold_end": fold_end,
         "seed": seed,
-        "unit": f"{fold}__seed{seed}",
+        "unit": unit_key(fold, seed),
         "status": "complete",
         "error": "",
         "train_seconds": float("nan"),

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import files
-from trainables.ids import config_id
+from trainables.ids import config_id, unit_key
 
 RUNS_FILE = "sweep_runs.parquet"
 LOGGED_DIR = "_logged"
@@ -165,7 +165,7 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
             "trial_id": t,
             "fold": f["name"],
             "seed": s,
-            "unit": f"{f['name']}__seed{s}",
+            "unit": unit_key(f["name"], s),
             "status": "failed" if errors[t] else "missing",
         }
         for t in trials["trial_id"]

@@ -28,6 +28,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)
+
+from trainables.ids import unit_key  # noqa: E402
+
 FOLDS = 5
 SEEDS = (7, 11)
 METRICS = ("pct_mae", "mae", "rmse", "r2", "directional_accuracy", "naive_pct_mae", "dm_pvalue_vs_naive")
@@ -87,7 +91,7 @@ def build_store(root: str, trials: int, seed: int = 0) -> str:
         quality = rng.normal(1.5, 0.2)
         for f in range(FOLDS if not failed else FOLDS // 2):
             for s in SEEDS:
-                key = f"wf_{f + 1}__seed{s}"
+                key = unit_key(f"wf_{f + 1}", s)
                 values = rng.normal(quality, 0.1, size=2 * len(METRICS))
                 metrics = {f"{split}_{m}": float(v) for (split, m), v in zip(_names(), values)}
                 record = {"fold": f"wf_{f + 1}", "seed": s, "unit": key, "metrics": metrics, "train_seconds": 1.0}

@@ -47,7 +47,7 @@ def check(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
     _seeds(old["seeds"], list(spec.seeds))
     _ranges(old.get("param_ranges") or {}, spec.param_ranges)
     _folds(meta["folds"], [f.as_dict() for f in folds])
-    if old.get("max_runs") is not None and (spec.max_runs is not None and spec.max_runs < old["max_runs"]):
+    if None not in (old.get("max_runs"), spec.max_runs) and spec.max_runs < old["max_runs"]:
         raise SpecError(f"--merge: max_runs is {old['max_runs']} in the sweep, {spec.max_runs} now (it may only grow)")
 
 
