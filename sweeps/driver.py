@@ -131,24 +131,11 @@ def _init_ray(address: str | None) -> bool:
         # Through the environment the local Ray inherits, not a runtime_env: Ray only hands
         # its prestarted workers to jobs without a runtime_env, which saves seconds per trial.
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(provenance.ROOT), os.environ.get("PYTHONPATH")) if p)
-    # Meanwhile (ray.init mostly waits on its processes) import what Tune's TensorBoard
-    # logger loads at the start of the sweep: torch, via tensorboardX.
-    preload = threading.Thread(target=_preload, args=("tensorboardX",), daemon=True)
-    preload.start()
     try:
         ray.init(address=address, include_dashboard=False)
     except Exception as exc:  # refused token, version mismatch, cluster gone...
         raise SpecError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
-    finally:
-        preload.join()
     return True
-
-
-def _preload(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError:  # optional: Tune then logs without it
-        pass
 
 
 def _resources(spec: SweepSpec):
@@ -294,6 +281,8 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from sweeps.tb_logger import TensorBoardLogger
+
     # Each explicit configuration differs from the baseline constants by design: not worth a warning.
     logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
     base = spec.baseline(entry.spaces().BASELINE)
@@ -337,6 +326,7 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
             # Checkpoints hold only progress.json (unit files live in <trial>/units), so two suffice.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True),
+            callbacks=[TensorBoardLogger()],
             verbose=1,
         ),
     )

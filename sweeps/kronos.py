@@ -7,7 +7,7 @@ from pathlib import Path
 # file names (toto.py, ...) never shadow the model packages.
 sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from sweeps.cli import main  # noqa: E402
+if __name__ == "__main__":  # imports inside: worker processes re-import this file cheaply
+    from sweeps.cli import exit_now, main
 
-if __name__ == "__main__":
-    sys.exit(main("kronos"))
+    exit_now(main("kronos"))

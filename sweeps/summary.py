@@ -13,11 +13,14 @@ def describe(spec: SweepSpec, path: str, wall: float) -> str:
 
     Everything is read back from the stored files, exactly as `python analysis/report.py PATH` would.
     """
+    from analysis import drawing
+
+    drawing.warm()  # the plot workers' matplotlib import overlaps the imports below
     from analysis.report import generate
     from analysis.text import best_text, ranking_text
 
     try:
-        report = generate(path, metric=spec.metric)
+        report = generate(path, metric=spec.metric, parallel=True)
     except Exception:  # the sweep's results are safe on disk; the report can be rebuilt later
         traceback.print_exc(file=sys.stderr)
         return f"\nSweep {spec.name} finished ({wall:.0f} s) but its report failed; rerun: python analysis/report.py {path}"

@@ -121,7 +121,19 @@ def test_tensorboard_curves_per_unit_and_per_trial(quick_sweep):
     for d in unit_dirs:
         tags = _event_tags(d)
         assert "val_loss" in tags and any(t.startswith("train_loss") for t in tags), tags
-    assert "ray/tune/val_pct_mae" in _event_tags(trial)
+    # The trial's own run: one point per reported fold, and its configuration as hparams.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(trial)
+    acc.Reload()
+    assert {"ray/tune/val_pct_mae", "ray/tune/robust_score"} <= set(acc.Tags()["scalars"])
+    assert [e.step for e in acc.Scalars("ray/tune/robust_score")] == [1, 2]
+    assert acc.Scalars("ray/tune/robust_score")[-1].value == pytest.approx(_last_result(trial)["robust_score"])
+    content = acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    params = json.loads(open(os.path.join(trial, "params.json")).read())
+    assert hparams["hidden_size"].number_value == params["hidden_size"]
 
 
 def test_sweep_records_provenance_ranking_plot_and_best(quick_sweep):
