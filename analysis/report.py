@@ -102,6 +102,11 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
     matrix = fold_matrix(t.runs, t.metric, list(top["config_id"]))
     names = [labels[c] for c in matrix.index]
     drawer.submit(plots.heatmap_plot, matrix, names, t.metric, t.mode, files.join(base, out["Metric by fold"]))
+    top3 = dict(list(labels.items())[:3])
+    out["Learning curves"] = "plots/learning_curves.png"
+    best_id = None if ok.empty else ok.iloc[0]["config_id"]
+    if best_id is not None:
+        out["Forecast vs actual (test)"] = "plots/forecast_best.png"
     out["Drift"] = "plots/drift.png"
     drawer.submit(plots.drift_plot, t.drift if t.drift is not None else t.runs.iloc[:0], files.join(base, out["Drift"]))
     if sweep.mode == "optuna":
@@ -109,14 +114,9 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
         history = optuna_handoff.history(t.runs, t.ranked)
         drawer.submit(plots.history_plot, history, "robust_score", "min", files.join(base, out["Optuna history"]))
     # Last: reading curves and predictions here overlaps the workers drawing the plots above.
-    top3 = dict(list(labels.items())[:3])
-    out["Learning curves"] = "plots/learning_curves.png"
-    drawer.submit(
-        plots.curves_plot, curves.learning_curves(t.runs, list(top3)), top3, files.join(base, out["Learning curves"])
-    )
-    if not ok.empty:
-        best_id = ok.iloc[0]["config_id"]
-        out["Forecast vs actual (test)"] = "plots/forecast_best.png"
+    curves_table = curves.learning_curves(t.runs, list(top3))
+    drawer.submit(plots.curves_plot, curves_table, top3, files.join(base, out["Learning curves"]))
+    if best_id is not None:
         table = curves.forecasts(t.runs, best_id)
         drawer.submit(plots.forecast_plot, table, labels[best_id], files.join(base, out["Forecast vs actual (test)"]))
     return out

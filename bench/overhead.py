@@ -4,7 +4,7 @@ Both walls are end to end: (a) includes Ray's start-up and the trial actors' imp
 imports of one process. Prints the time to the first reported result, peak memory per trial
 process and, last, `ratio=<sweep wall / sequential wall>` (target ≤ 0.65 on 2 cores).
 
-    python bench/overhead.py [--configs 4] [--folds 2] [--seeds 1] [--epochs 3]
+    python bench/overhead.py [--configs 4] [--folds 2] [--seeds 1] [--epochs 3] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -103,19 +103,33 @@ def main() -> None:
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat both measurements, alternating their order (A B, B A, …) so that a machine "
+        "slowing down or speeding up over minutes weighs on both; the ratio is of the summed walls",
+    )
     a = p.parse_args()
     units = a.configs * a.folds * a.seeds
+    seqs, walls, peaks = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         config = _sweep_file(tmp, a.configs, a.epochs)
         print(f"{units} TFT units ({a.configs} configs × {a.folds} folds × {a.seeds} seeds), {os.cpu_count()} CPUs")
-        seq = sequential(config, a.folds, a.seeds)
-        print(f"sequential loop (no Ray, torch default threads): {seq:6.1f} s")
-        wall, first, peaks = swept(config, a.folds, a.seeds, os.path.join(tmp, "results"))
-        print(f"sweeps/tft.py (Ray Tune, 1 CPU per trial):     {wall:6.1f} s")
-        print(f"time to first reported result:                  {first:6.1f} s (target < 15 s)")
+        for r in range(a.rounds):
+            for what in ("seq", "sweep") if r % 2 == 0 else ("sweep", "seq"):
+                if what == "seq":
+                    seqs.append(sequential(config, a.folds, a.seeds))
+                    print(f"sequential loop (no Ray, torch default threads): {seqs[-1]:6.1f} s")
+                else:
+                    wall, first, peak = swept(config, a.folds, a.seeds, os.path.join(tmp, f"results{r}"))
+                    walls.append(wall)
+                    peaks.extend(peak)
+                    print(f"sweeps/tft.py (Ray Tune, 1 CPU per trial):     {wall:6.1f} s")
+                    print(f"time to first reported result:                  {first:6.1f} s (target < 15 s)")
         if peaks:
-            print(f"peak RSS per trial process: max {peaks[-1]:.0f} MB over {len(peaks)} process(es)")
-    print(f"ratio={wall / seq:.3f}")
+            print(f"peak RSS per trial process: max {max(peaks):.0f} MB over {len(peaks)} process(es)")
+    print(f"ratio={sum(walls) / sum(seqs):.3f}")
 
 
 if __name__ == "__main__":

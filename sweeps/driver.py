@@ -128,8 +128,9 @@ def _init_ray(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":
         # Local workers must import this project wherever they start (a cluster ships it itself).
-        # Through the environment the local Ray inherits, not a runtime_env: Ray only hands
-        # its prestarted workers to jobs without a runtime_env, which saves seconds per trial.
+        # Through the environment the local Ray inherits, not a job runtime_env: Ray hands its
+        # prestarted workers only to work without one (the unit tasks of --parallel-units; Tune
+        # gives trial actors a runtime_env of its own, so they always start new workers).
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(provenance.ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
         ray.init(address=address, include_dashboard=False)
