@@ -17,6 +17,18 @@ def test_embedded_series_load():
     assert not np.allclose(spx["close"].to_numpy(), ndx["close"].to_numpy())
 
 
+@pytest.mark.parametrize("asset, module", [("SPX", "sp500"), ("NDX", "nasdaq")])
+def test_embedded_series_equal_arch_own_loader(asset, module):
+    """The CSV is read without importing arch; it must give exactly what arch's loader gives."""
+    import importlib
+
+    import pandas as pd
+
+    theirs = importlib.import_module(f"arch.data.{module}").load().rename(columns=str.lower)
+    theirs = theirs.reset_index(names="timestamp")[list(load_prices(None, asset).columns)]
+    pd.testing.assert_frame_equal(load_prices(None, asset), theirs.astype({"volume": "float64"}))
+
+
 def test_parquet_and_csv_with_custom_columns(tmp_path):
     frame = synthetic_prices(50).rename(columns={"timestamp": "Date", "close": "Adj Close"})
     frame["ticker"] = "AAPL"

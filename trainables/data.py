@@ -44,17 +44,23 @@ def load_prices(path: str | None, asset: str | None, columns: Columns = Columns(
 def _embedded(asset: str) -> pd.DataFrame:
     if asset not in EMBEDDED:
         raise DataError(f"--asset {asset!r} is not in the embedded data (choose from {', '.join(EMBEDDED)})")
-    # The CSV that `arch.data.<name>.load()` reads, read directly: importing `arch` pulls in
-    # scipy.stats and statsmodels-style modules (~2 s) that every CLI start would pay for.
+    # The CSV that `arch.data.<name>.load()` reads, read directly: importing `arch` imports
+    # scipy.stats and its volatility models, ~2 s that every CLI start would pay for.
     import importlib.util
 
     spec = importlib.util.find_spec("arch")
     if spec is None or not spec.submodule_search_locations:
         raise DataError("the embedded data needs the `arch` package (pip install arch), or pass --data")
     name = EMBEDDED[asset]
-    raw = pd.read_csv(os.path.join(spec.submodule_search_locations[0], "data", name, f"{name}.csv.gz"))
-    frame = raw.rename(columns=str.lower).rename(columns={"date": "timestamp"})
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    csv = os.path.join(spec.submodule_search_locations[0], "data", name, f"{name}.csv.gz")
+    if os.path.isfile(csv):
+        frame = pd.read_csv(csv).rename(columns=str.lower).rename(columns={"date": "timestamp"})
+        frame["timestamp"] = pd.to_datetime(frame["timestamp"])
+    else:  # another arch layout: its own loader
+        import importlib
+
+        frame = importlib.import_module(f"arch.data.{name}").load().rename(columns=str.lower)
+        frame = frame.reset_index(names="timestamp")
     prices = frame[list(PRICE_COLUMNS)].apply(pd.to_numeric, errors="coerce").astype("float64")
     return pd.concat([frame[["timestamp"]], prices], axis=1)
 
