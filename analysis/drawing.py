@@ -60,14 +60,15 @@ class Drawer:
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
         self._pool = ProcessPoolExecutor(workers, mp_context=ctx) if ctx is not None else None
         self._jobs: list[tuple[Future | None, Callable, tuple]] = []
+        self._broken = False  # a worker died: the rest is drawn here; the pool is still shut down
 
     def submit(self, fn: Callable, *args) -> None:
         future = None
-        if self._pool is not None:
+        if self._pool is not None and not self._broken:
             try:
                 future = self._pool.submit(fn, *args)
             except BrokenProcessPool:
-                self._pool = None
+                self._broken = True
         if future is None:
             fn(*args)
         self._jobs.append((future, fn, args))

@@ -16,6 +16,10 @@ from ray.air.constants import TRAINING_ITERATION
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.result import TIME_TOTAL_S
 from ray.tune.utils import flatten_dict
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import summary_v2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
 SKIPPED = ("config", "pid", "timestamp", TIME_TOTAL_S, TRAINING_ITERATION)
 
@@ -27,8 +31,6 @@ class TensorBoardLogger(TBXLoggerCallback):
         self._writers: dict = {}
 
     def log_trial_start(self, trial) -> None:
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
         if trial in self._writers:
             self._writers[trial].close()
         trial.init_local_path()
@@ -38,7 +40,7 @@ class TensorBoardLogger(TBXLoggerCallback):
         if trial not in self._writers:
             self.log_trial_start(trial)
         scalars = scalar_values({k: v for k, v in result.items() if k not in SKIPPED})
-        values = [_value(f"ray/tune/{k}", v) for k, v in scalars.items()]
+        values = [Summary.Value(tag=f"ray/tune/{k}", simple_value=float(v)) for k, v in scalars.items()]
         self._write(trial, result[TRAINING_ITERATION], values)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:  # noqa: ARG002 (Tune's signature)
@@ -47,8 +49,6 @@ class TensorBoardLogger(TBXLoggerCallback):
         # The whole configuration: explicit points (priority, OFAT) leave evaluated_params empty.
         params = scalar_values(trial.config or {}, types=(str, bool, numbers.Number))
         if params:
-            from tensorboard.plugins.hparams import summary_v2
-
             summary = summary_v2.hparams_pb(params, trial_id=trial.trial_id)
             self._write(trial, 0, list(summary.value))
         self._writers.pop(trial).close()
@@ -59,9 +59,6 @@ class TensorBoardLogger(TBXLoggerCallback):
         self._writers.clear()
 
     def _write(self, trial, step: int, values: list) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
         writer = self._writers[trial]
         writer.add_event(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
         writer.flush()
@@ -75,9 +72,3 @@ def scalar_values(values: dict, types: tuple = (numbers.Number,)) -> dict:
         if isinstance(value, types) and not (isinstance(value, float) and not math.isfinite(value)):
             out[key] = value
     return out
-
-
-def _value(tag: str, number: float):
-    from tensorboard.compat.proto.summary_pb2 import Summary
-
-    return Summary.Value(tag=tag, simple_value=float(number))
