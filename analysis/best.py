@@ -25,8 +25,8 @@ import os
 
 import pandas as pd
 
-from analysis import files
-from analysis.ranking import direction, rank_configs
+from analysis import files, verdicts
+from analysis.ranking import direction
 from analysis.runs import ResultsError, load_runs, metric_columns
 from trainables import registry, store
 
@@ -50,7 +50,7 @@ def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict
     units = units.drop_duplicates(["fold_id", "seed"])
     pick = _pick_unit(units, metric, mode)
     several = units["sweep"].nunique() > 1
-    metrics = {c: row[c] for c in ranked.columns if c.startswith(("val_", "test_"))}
+    metrics = {c: row[c] for c in ranked.columns if c.startswith(("val_", "test_")) and c not in verdicts.ROW_KEYS}
     return {
         "model": row["model"],
         "sweep": row["sweeps"],
@@ -60,6 +60,7 @@ def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict
         "mode": mode,
         "rank": rank,
         "metrics": {**metrics, "robust_score": row["robust_score"]},
+        "verdict": {k: (None if pd.isna(row[k]) else row[k]) for k in verdicts.ROW_KEYS if k in row},
         "units_compared": int(row["units_compared"]),
         "checkpoint": pick["checkpoint"],
         "checkpoint_unit": {
@@ -81,21 +82,29 @@ def best_runs(
     k: int = 1,
     results: str = "results",
     refresh: bool = False,
+    horizon: int | None = None,
 ) -> list[dict]:
     """The k best complete configurations for `metric` (and `model`) under `results`, best first."""
-    ranked, runs = rank_results(results, metric, model, mode, refresh)
+    ranked, runs = rank_results(results, metric, model, mode, refresh, horizon)
     records = [best_record(ranked, runs, r) for r in range(1, k + 1)]
     return [r for r in records if r is not None]
 
 
 def rank_results(
-    results: str, metric: str, model: str | None = None, mode: str | None = None, refresh: bool = False
+    results: str,
+    metric: str,
+    model: str | None = None,
+    mode: str | None = None,
+    refresh: bool = False,
+    horizon: int | None = None,
+    settings: verdicts.Settings | None = verdicts.Settings(),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(configuration ranking, tidy runs) of every sweep under `results`."""
+    """(configuration ranking, tidy runs) of every sweep under `results` at one horizon, with verdicts
+    unless `settings` is None. `ranked.attrs` holds the horizon, the sweeps left out and the verdicts."""
     runs = load_runs(results, refresh=refresh, model=model)
     if runs.empty:
         raise ResultsError(f"no runs{' of model ' + model if model else ''} under {results!r}")
-    return rank_configs(runs, metric, mode), runs
+    return verdicts.rank_with_verdicts(runs, metric, mode, horizon, settings)
 
 
 def export(record: dict, path: str) -> str:
@@ -114,6 +123,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--export-path", help="write the best (or picked) model's hand-off JSON here")
     p.add_argument("--interactive", action="store_true", help="pick one of the top-k in the terminal")
     p.add_argument("--refresh", action="store_true", help="re-read every sweep's files, ignoring the cache")
+    p.add_argument(
+        "--horizon", type=int, help="rank configurations forecasting this many steps (default: the most common)"
+    )
+    p.add_argument("--no-verdicts", action="store_true", help="skip the SPA test and the Model Confidence Set")
+    verdicts.add_arguments(p)
     return p
 
 
@@ -131,6 +145,12 @@ def check_args(args: argparse.Namespace) -> str | None:
         args.top_k = 10 if args.interactive else 1
     if args.top_k < 1:
         return f"--top-k must be at least 1, got {args.top_k}"
+    if args.horizon is not None and args.horizon < 1:
+        return f"--horizon must be at least 1, got {args.horizon}"
+    try:
+        args.settings = None if args.no_verdicts else verdicts.settings_from(args)
+    except verdicts.VerdictError as exc:
+        return str(exc)
     if not files.is_remote(args.results) and not os.path.isdir(args.results):
         return f"--results {args.results!r} is not a directory"
     parent = os.path.dirname(os.path.abspath(args.export_path)) if args.export_path else None
@@ -153,13 +173,15 @@ def _choose(k: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from analysis.text import best_text, ranking_text
+    from analysis.text import best_text, ranking_text, verdict_text
 
     args = parser().parse_args(argv)
     problem = check_args(args)
     if problem is None:
         try:
-            ranked, runs = rank_results(args.results, args.metric, args.model, args.mode, args.refresh)
+            ranked, runs = rank_results(
+                args.results, args.metric, args.model, args.mode, args.refresh, args.horizon, args.settings
+            )
         except ResultsError as exc:
             problem = str(exc)
     if problem is not None:
@@ -169,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(ranked)} configurations ({ok} complete) from {runs['sweep'].nunique()} sweep(s) under {args.results}, "
         f"by {args.metric} ({ranked.attrs['mode']}imise), compared on {ranked.attrs['units_compared']} folds × seeds"
+        + (f", horizon {ranked.attrs['horizon']} steps" if ranked.attrs.get("horizon") is not None else "")
     )
+    for line in ranked.attrs.get("left_out") or []:
+        print(f"  left out (another horizon; choose with --horizon): {line}")
     print(ranking_text(ranked, args.metric, top=args.top_k, sweeps=runs["sweep"].nunique() > 1))
     if ok == 0:
         print("No configuration has every fold × seed done: nothing to select.")
@@ -182,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     best = best_record(ranked, runs, rank)
     print("\n" + best_text(best))
+    if ranked.attrs.get("verdicts"):
+        print(verdict_text(ranked.attrs["verdicts"]))
     if args.export_path:
         export(best, args.export_path)
         print(f"  exported:   {args.export_path}")

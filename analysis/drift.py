@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from trainables.features import KNOWN_AHEAD
+from trainables.features import FEATURES, KNOWN_AHEAD
 
 MIN_PER_BIN = 5
 LEVELS = ((0.1, "stable"), (0.25, "moderate"), (np.inf, "large"))
@@ -107,7 +107,8 @@ def drift_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict:
 def sweep_drift(spec: dict, folds: list[dict]) -> pd.DataFrame:
     """Drift table of a stored sweep: reload its data and features, cut its folds' windows.
 
-    Variables: the log return and every input feature of the sweep's feature set.
+    Variables: the log return (the change, for a target with values ≤ 0) and every input feature
+    of the sweep's feature set.
     """
     from trainables.data import Columns, load_prices
     from trainables.features import add_features
@@ -115,8 +116,9 @@ def sweep_drift(spec: dict, folds: list[dict]) -> pd.DataFrame:
 
     prices = load_prices(spec.get("data"), spec.get("asset"), Columns(**(spec.get("columns") or {})))
     frame, features = add_features(prices, spec.get("features") or "BASELINE_FEATURES")
-    if "log_return" not in frame:
-        frame["log_return"] = np.log(frame["close"]).diff().fillna(0.0)
-    variables = ["log_return", *[f for f in features if f != "log_return"]]
+    ret = "log_return" if bool((frame["close"] > 0).all()) else "change"
+    if ret not in frame:
+        frame[ret] = FEATURES[ret](frame)
+    variables = [ret, *[f for f in features if f != ret]]
     cut = {f["name"]: windows(Fold(**f), frame["timestamp"]) for f in folds}
     return drift_table(frame, cut, variables)

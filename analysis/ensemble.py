@@ -46,7 +46,7 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     from trainables import registry
     from trainables.adapter import UnitData
     from trainables.folds import Fold, windows
-    from trainables.unit import score
+    from trainables.unit import mase_scale, score
 
     frame, features = _sweep_data(sweep)
     folds = {f["name"]: Fold(**f) for f in sweep.meta["folds"]}
@@ -56,7 +56,7 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
         data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]))
         model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
-        _, table = score(data, model, "test")
+        _, table = score(data, model, "test", mase_scale(data))
         tables.append(table.assign(config_id=u["config_id"], fold=u["fold"], seed=u["seed"]))
     return pd.concat(tables, ignore_index=True)
 

@@ -21,6 +21,15 @@ def table(frame: pd.DataFrame, columns: dict[str, str], digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def _yes(value) -> str:
+    return "untested" if value is None else ("yes" if value else "no")
+
+
+def _versus(verdict: dict) -> str:
+    p = verdict.get("test_dm_p_pooled")
+    return f"{verdict.get('verdict', 'untested')} (p = {fmt(p, 3)})" if p is not None else "untested"
+
+
 def _best(best: dict | None, metric: str) -> list[str]:
     if best is None:
         return ["No configuration completed every fold × seed."]
@@ -30,9 +39,10 @@ def _best(best: dict | None, metric: str) -> list[str]:
         (metric, f"{fmt(m.get(metric), 4)} ± {fmt(m.get(metric + '_std'), 4)}"),
         ("robust_score", fmt(m["robust_score"], 4)),
         (test, f"{fmt(m.get(test), 4)} ± {fmt(m.get(test + '_std'), 4)}"),
-        ("val_naive_pct_mae", fmt(m.get("val_naive_pct_mae"), 4)),
-        ("val_dm_pvalue_vs_naive", fmt(m.get("val_dm_pvalue_vs_naive"), 4)),
-        ("test_dm_pvalue_vs_naive", fmt(m.get("test_dm_pvalue_vs_naive"), 4)),
+        ("rel MAE val / test (< 1 beats naive)", f"{fmt(m.get('val_rel_mae'), 4)} / {fmt(m.get('test_rel_mae'), 4)}"),
+        ("MASE val / test", f"{fmt(m.get('val_mase'), 4)} / {fmt(m.get('test_mase'), 4)}"),
+        ("vs naive on test (one-sided DM, pooled)", _versus(best.get("verdict", {}))),
+        ("in the 90 % MCS (val)", _yes(best.get("verdict", {}).get("in_mcs"))),
         ("val_sharpe / test_sharpe", f"{fmt(m.get('val_sharpe'), 2)} / {fmt(m.get('test_sharpe'), 2)}"),
         ("units compared", str(best["units_compared"])),
     ]
@@ -51,9 +61,48 @@ def _best(best: dict | None, metric: str) -> list[str]:
     ]
 
 
+def _verdicts(t: SweepTables, summary: dict) -> list[str]:
+    """The answer to "does anything beat the random walk?", in words, with the numbers behind it."""
+    v = summary.get("verdicts") or {}
+    spa = v.get("spa_pvalue") or {}
+    if not v.get("origins"):
+        return ["_Not computed: " + "; ".join(v.get("notes") or t.notes or ["no stored forecasts"]) + "._"]
+    beats, mcs = v.get("beats_naive_count", {}), v.get("mcs_size", {})
+    tested = v.get("configurations_tested", {})
+    block = ", ".join(f"{b} ({s})" for s, b in (v.get("bootstrap", {}).get("block_size") or {}).items())
+    lines = [
+        f"**Did the sweep find anything that beats the random walk?** {summary['answer'][0].upper()}"
+        f"{summary['answer'][1:]}.",
+        "",
+        "| split | configurations tested | shared origins | SPA p (no configuration beats naive) "
+        "| beat naive alone (one-sided DM, 5 %) | in the 90 % MCS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("val", "test"):
+        lines.append(
+            f"| {split} | {tested.get(split, 0)} | {v['origins'].get(split, 0)} | {fmt(spa.get(split), 3)} "
+            f"| {beats.get(split, 0)} | {mcs.get(split, 0)} |"
+        )
+    lines += [
+        "",
+        f"Losses: absolute error per forecast origin, averaged over the {v.get('horizon')}-step horizon and the "
+        "replica seeds, folds concatenated in time, on the origins every configuration shares. SPA: Hansen's test "
+        "of the null that no configuration is better than the naive forecast, over *all* configurations tried "
+        "(so the best one's luck is accounted for). MCS: the configurations statistically indistinguishable from "
+        f"the best (Hansen, Lunde & Nason; {v.get('mcs_method', 'R')} statistic). Stationary bootstrap, "
+        f"{v.get('bootstrap', {}).get('reps')} replications, mean block length {block}, seed {v.get('seed')}.",
+        *(f"\n> {n}" for n in v.get("notes", [])),
+    ]
+    return lines
+
+
 def _ranking(t: SweepTables, top: int = 15) -> str:
     shown = t.ranked.head(top)
     shown = shown.assign(configuration=config_labels(t.ranked, shown.index))
+    if "test_rel_mae" in shown:
+        shown = shown.assign(rel_mae_col=shown["test_rel_mae"])
+    if "in_mcs" in shown:
+        shown = shown.assign(in_mcs=shown["in_mcs"].map({True: "yes", False: "no"}).fillna(""))
     test = "test_" + t.metric.removeprefix("val_")
     cols = {
         "rank": "rank",
@@ -62,7 +111,10 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
         f"{t.metric}_std": "std",
         "robust_score": "robust",
         test: test,
-        "val_dm_pvalue_vs_naive": "DM p (val)",
+        "rel_mae_col": "rel MAE (test)",
+        "test_dm_p_pooled": "DM p (test, one-sided)",
+        "verdict": "vs naive (test)",
+        "in_mcs": "in MCS (val)",
         "units_done": "units done",
         "units_expected": "expected",
         "status": "status",
@@ -141,10 +193,16 @@ def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None,
         "",
         *_best(best, t.metric),
         "",
+        "## Does anything beat the random walk?",
+        "",
+        *_verdicts(t, summary),
+        "",
         "## Ranking",
         "",
-        "Configurations with every fold × seed done (`ok`) first; DM p is the two-sided Diebold–Mariano "
-        "p-value against the naive forecast (small p with a larger error than naive means significantly worse).",
+        "Configurations with every fold × seed done (`ok`) first. rel MAE < 1: a smaller error than the naive "
+        '(last value) forecast on the same origins. DM p: one-sided Diebold–Mariano p-value of "the '
+        "configuration's error is lower than naive's\" on its pooled test forecasts; *beats naive* when "
+        "p < 0.05, *worse than naive* when p > 0.95. in MCS: inside the 90 % Model Confidence Set on val.",
         "",
         _ranking(t),
         "",
@@ -159,6 +217,10 @@ def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None,
         "## Failures",
         "",
         *([f"- {e['configurations']} configuration(s): `{e['error']}`" for e in summary["errors"]] or ["None."]),
+        "",
+        "## Flagged units",
+        "",
+        *([f"- `{u['unit']}`: {u['reason']}" for u in summary.get("flagged_units", [])] or ["None."]),
         "",
         "## Plots",
         "",
@@ -184,7 +246,9 @@ def comparison_report(compare: pd.DataFrame, metric: str, notes: list[str]) -> s
         f"{metric}_std": "std",
         "robust_score": "robust",
         test: test,
-        "val_dm_pvalue_vs_naive": "DM p (val)",
+        "test_rel_mae": "rel MAE (test)",
+        "verdict": "vs naive (test)",
+        "in_mcs": "in MCS (val)",
         "test_sharpe": "test Sharpe",
         "units_compared": "units",
         "status": "status",

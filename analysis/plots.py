@@ -54,16 +54,29 @@ def ranking_plot(ranked: pd.DataFrame, metric: str, path: str, top: int = 15) ->
     fig, ax = plt.subplots(figsize=(11, 1.9 + (0.6 if two_lines else 0.45) * len(shown)))
     y = np.arange(len(shown))[::-1]
     mean, std = shown[metric].to_numpy(float), shown[f"{metric}_std"].to_numpy(float)
-    ax.barh(y, mean, xerr=std, color=BLUE, alpha=0.85, capsize=3, label="mean ± std over folds × seeds")
-    for yi, m, sd in zip(y, mean, std):
-        ax.text(m + sd, yi, f"  {m:.3g} ± {sd:.2g}", va="center", fontsize=8)
-    naive = metric.replace("val_", "val_naive_", 1) if metric.endswith("pct_mae") else None
+    in_mcs = shown["in_mcs"].eq(True).to_numpy() if "in_mcs" in shown else np.zeros(len(shown), bool)
+    colors = [GREEN if m else BLUE for m in in_mcs]
+    ax.barh(y, mean, xerr=std, color=colors, alpha=0.85, capsize=3)
+    words = shown["verdict"].fillna("untested") if "verdict" in shown else pd.Series("untested", index=shown.index)
+    for yi, m, sd, w in zip(y, np.nan_to_num(mean), np.nan_to_num(std), words):
+        ax.text(m + sd, yi, f"  {m:.3g} ± {sd:.2g}   test: {w}", va="center", fontsize=8)
+    handles = [
+        plt.Rectangle((0, 0), 1, 1, color=GREEN, alpha=0.85, label="in the 90 % Model Confidence Set (val)"),
+        plt.Rectangle((0, 0), 1, 1, color=BLUE, alpha=0.85, label="outside it"),
+    ]
+    naive_at, naive = None, metric.replace("val_", "val_naive_", 1) if metric.endswith("pct_mae") else None
     if naive in shown and shown[naive].notna().any():
-        ax.axvline(shown[naive].mean(), color=RED, ls="--", label=f"naive (random walk): {shown[naive].mean():.3g}")
-    ax.set_xlim(min(0, np.nanmin(mean - std) * 1.1), np.nanmax(mean + std) * 1.25)
+        naive_at = shown[naive].mean()
+    elif metric.endswith("rel_mae"):
+        naive_at = 1.0  # rel_mae is the error relative to naive's
+    if naive_at is not None:
+        handles.append(ax.axvline(naive_at, color=RED, ls="--", label=f"naive (random walk): {naive_at:.3g}"))
+    low, high = np.nanmin(mean - std), np.nanmax(mean + std)
+    if np.isfinite(low) and np.isfinite(high):
+        ax.set_xlim(min(0, low * 1.1), max(high, naive_at or high) * 1.45)
     ax.set_yticks(y, labels, fontsize=9)
-    ax.set_xlabel(f"{metric} ({int(shown['units_compared'].max())} folds × seeds compared)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, fontsize=8, frameon=False)
+    ax.set_xlabel(f"{metric}: mean ± std over {int(shown['units_compared'].max())} folds × seeds compared")
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     return _save(fig, path)
 

@@ -150,11 +150,26 @@ def rank_configs(runs: pd.DataFrame, metric: str, mode: str | None = None) -> pd
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     front = ["rank", "model", "config_id", "status", "complete", "comparable", metric, f"{metric}_std", "robust_score"]
     test = "test_" + metric.removeprefix("val_")
-    front += [c for c in (test, f"{test}_std", "val_dm_pvalue_vs_naive") if c in out and c not in front]
+    front += [c for c in (test, f"{test}_std", "test_rel_mae") if c in out and c not in front]
     front += ["units_done", "units_expected", "units_compared", "error", "sweeps"]
     out = out[front + [c for c in out.columns if c not in front]].reset_index(drop=True)
     out.attrs.update(metric=metric, mode=mode, units_compared=len(units))
     return out
+
+
+def one_horizon(runs: pd.DataFrame, horizon: int | None = None) -> tuple[pd.DataFrame, int | None, list[str]]:
+    """The rows forecasting `horizon` steps (default: the horizon most configurations use, the
+    shortest on a tie), that horizon, and a line per sweep left out: errors over different horizons
+    are not comparable."""
+    if runs.empty or "horizon" not in runs or runs["horizon"].isna().all():
+        return runs, horizon, []
+    counts = runs.drop_duplicates(["model", "config_id"])["horizon"].value_counts()
+    if horizon is None:
+        horizon = int(min(counts.index[counts == counts.max()]))
+    keep = runs["horizon"] == horizon
+    left = runs[~keep].groupby("sweep")["horizon"].agg(lambda h: sorted({int(x) for x in h.dropna()}))
+    notes = [f"{name}: horizon {', '.join(map(str, h)) or 'unknown'} ≠ {horizon}" for name, h in left.items()]
+    return runs[keep], horizon, notes
 
 
 def ranked_units(runs: pd.DataFrame, metric: str, mode: str | None = None) -> pd.DataFrame:

@@ -8,6 +8,11 @@ all_models_ranked.csv, param_impact_detail.csv / param_impact_summary.csv (basel
 param_importances.csv (grid / Optuna), drift_ks_psi_by_fold.csv,
 drift_ks_psi_overall_summary.json, folds/<fold>/…, optuna_* (Optuna sweeps), summary.json,
 best_model.json, plots/*.png and report.md.
+
+    python analysis/report.py results/tft_quick --recompute-metrics   # metrics from stored forecasts
+
+--recompute-metrics first rewrites every unit's metrics from its predictions.parquet (see
+analysis/recompute.py): sweeps made before a metric changed or was added get it, no training.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 
-from analysis import files, markdown, optuna_handoff
+from analysis import files, markdown, optuna_handoff, verdicts
 from analysis.best import best_record
 from analysis.drawing import Drawer
 from analysis.ranking import config_labels, direction, fold_matrix
@@ -42,9 +47,21 @@ class Report:
     artefacts: dict[str, str] = field(default_factory=dict)
 
 
+def flagged_units(runs, metric: str) -> list[dict]:
+    """Units the report could not use as they are: unreadable records, or no value for `metric`."""
+    if runs.empty:
+        return []
+    bad = runs[runs["status"] == "unreadable"]
+    out = [{"unit": f"{r['trial_id']}/{r['unit']}", "reason": r["error"]} for _, r in bad.iterrows()]
+    done = runs[(runs["status"] == "complete") & runs[metric].isna()]
+    out += [{"unit": f"{r['trial_id']}/{r['unit']}", "reason": f"no value for {metric}"} for _, r in done.iterrows()]
+    return out
+
+
 def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
-    """summary.json: the best configuration, counts of configurations and units, failures and why."""
+    """summary.json: the best configuration, verdicts, counts of configurations and units, failures and why."""
     errors = Counter(t.ranked.loc[t.ranked["error"] != "", "error"])
+    v = t.verdicts.summary() if t.verdicts is not None else {"spa_pvalue": {"val": None, "test": None}}
     return {
         "sweep": sweep.name,
         "model": sweep.model,
@@ -56,6 +73,10 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
         "status_counts": {k: int(v) for k, v in t.ranked["status"].value_counts().items()},
         "units": {k: int(v) for k, v in t.runs["status"].value_counts().items()},
         "errors": [{"error": e, "configurations": n} for e, n in errors.most_common()],
+        "spa_pvalue": v["spa_pvalue"],
+        "answer": verdicts.spa_words(v["spa_pvalue"].get("test")),
+        "verdicts": v,
+        "flagged_units": flagged_units(t.runs, t.metric),
         "best_overall": best,
         "best_per_model": {best["model"]: best} if best else {},
         "git_sha": sweep.meta.get("git_sha"),
@@ -129,6 +150,7 @@ def generate(
     top_k: int = 5,
     draw: bool = True,
     parallel: bool = False,
+    settings: verdicts.Settings | None = None,
 ) -> Report:
     """Read the sweep at `path` and write every artefact next to it.
 
@@ -136,17 +158,25 @@ def generate(
     when the caller started `drawing.warm()` early, as every sweep does at its end).
     """
     sweep = read_sweep(path)
+    settings = settings or verdicts.Settings()
     if not draw:
-        return _generate(sweep, metric, mode, top_k, None)
+        return _generate(sweep, metric, mode, top_k, None, settings)
     with Drawer(parallel) as drawer:
-        return _generate(sweep, metric, mode, top_k, drawer)
+        return _generate(sweep, metric, mode, top_k, drawer, settings)
 
 
-def _generate(sweep: Sweep, metric: str | None, mode: str | None, top_k: int, drawer: Drawer | None) -> Report:
+def _generate(
+    sweep: Sweep, metric: str | None, mode: str | None, top_k: int, drawer: Drawer | None, settings: verdicts.Settings
+) -> Report:
     metric = metric or sweep.metric
     mode = direction(metric, mode)
     runs = sweep_runs(sweep.path, refresh=True)
-    t = sweep_tables(sweep, runs, metric, mode)
+    missing = not runs.empty and metric not in runs
+    if missing:  # no unit has it (an older sweep, a renamed metric): the report still stands
+        runs[metric] = float("nan")
+    t = sweep_tables(sweep, runs, metric, mode, settings=settings)
+    if missing:
+        t.notes.append(f"no unit records {metric}: try --recompute-metrics, or another --metric")
     best = best_record(t.ranked, runs) if not t.ranked.empty else None
     art = write_tables(sweep.path, t)
     art["sweep_runs.parquet"] = files.join(sweep.path, "sweep_runs.parquet")
@@ -186,8 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("min", "max"), help="direction (default: the metric's own)")
     p.add_argument("--top-k", type=int, default=5, help="configurations in optuna_top_k_configs.json")
     p.add_argument("--no-plots", action="store_true", help="tables only")
+    p.add_argument(
+        "--recompute-metrics",
+        action="store_true",
+        help="first rewrite every unit's metrics from its stored predictions (originals kept under metrics_v<N>)",
+    )
+    verdicts.add_arguments(p)
     args = p.parse_args(argv)
     try:
+        settings = verdicts.settings_from(args)
         if args.metric is not None:
             if not args.metric.startswith("val_"):
                 raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
@@ -200,12 +237,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyError:
         print(f"error: --metric {args.metric!r} is not a known metric", file=sys.stderr)
         return 2
-    except ResultsError as exc:
+    except (ResultsError, verdicts.VerdictError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path in paths:
-        report = generate(path, args.metric, args.mode, args.top_k, draw=not args.no_plots)
+        if args.recompute_metrics:
+            from analysis.recompute import recompute_sweep
+
+            done = recompute_sweep(path)
+            print(f"{path}: metrics recomputed for {done.rewritten} of {done.units} complete units")
+            for problem in done.problems:
+                print(f"warning: {problem}", file=sys.stderr)
+        report = generate(path, args.metric, args.mode, args.top_k, draw=not args.no_plots, settings=settings)
         print(f"{report.sweep.name}: {len(report.artefacts)} artefacts, report {report.artefacts['report.md']}")
+        print(f"  did the sweep beat the random walk? {report.summary['answer']}")
+        flagged = report.summary["flagged_units"]
+        if flagged:
+            print(
+                f"warning: {len(flagged)} unit(s) flagged, first {flagged[0]['unit']}: {flagged[0]['reason']} "
+                "(all in report.md)",
+                file=sys.stderr,
+            )
+        for note in report.tables.notes:
+            print(f"warning: {note}", file=sys.stderr)
     return 0
 
 

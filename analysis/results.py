@@ -2,9 +2,11 @@
 
 from analysis.results import Results, load_model
 res = Results("results")
-res.best("val_pct_mae")                       # dict: model, config, metrics, checkpoint …
+res.best("val_rel_mae")                       # dict: model, config, metrics, verdict, checkpoint …
+res.rank("val_rel_mae")                       # every configuration: beats_naive, in_mcs, …
+res.significance("val_rel_mae")               # SPA p-values, MCS size, what was left out
 res.top_k(5, "val_sharpe", model="tft")       # DataFrame
-res.compare(["val_pct_mae", "test_pct_mae"])  # one row per model's best
+res.compare(["val_pct_mae", "test_pct_mae"])  # one row per model's best, at one horizon
 res.impact("tft", "hidden_size")              # deltas vs the baseline per value
 res.log_run("tft", {...}, {"val_pct_mae": 1.2}, checkpoint_path="my_model/")
 model = load_model("best_model.json")         # the fitted adapter of an exported best run
@@ -16,14 +18,13 @@ import json
 
 import pandas as pd
 
-from analysis import files, impact, logged, markdown
+from analysis import files, impact, logged, markdown, verdicts
 from analysis.best import best_record, export
-from analysis.ranking import rank_configs
 from analysis.runs import ResultsError, find_sweeps, load_runs, read_sweep
 from analysis.tables import DELTA_MODES
 from trainables import registry
 
-DEFAULT_COMPARE = ("test_{m}", "val_dm_pvalue_vs_naive", "test_dm_pvalue_vs_naive", "test_sharpe", "test_max_drawdown")
+DEFAULT_COMPARE = ("test_{m}", "test_rel_mae", "test_mase", "test_sharpe", "test_max_drawdown")
 
 
 class Results:
@@ -56,14 +57,30 @@ class Results:
             raise ResultsError(f"no runs{' of ' + ', '.join(models) if models else ''} under {self.path!r}")
         return runs
 
-    def rank(self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> pd.DataFrame:
-        """Every configuration, best first (see analysis.ranking)."""
-        return rank_configs(self._select(model), metric, mode)
+    def rank(
+        self,
+        metric: str = "val_pct_mae",
+        model: str | list[str] | None = None,
+        mode: str | None = None,
+        horizon: int | None = None,
+        settings: verdicts.Settings | None = verdicts.Settings(),
+    ) -> pd.DataFrame:
+        """Every configuration at one horizon, best first, with `beats_naive`, `in_mcs` … (settings=None: without)."""
+        return verdicts.rank_with_verdicts(self._select(model), metric, mode, horizon, settings)[0]
 
-    def best(self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> dict | None:
-        """The best complete configuration: model, config, metrics, checkpoint, unit models."""
-        runs = self._select(model)
-        return best_record(rank_configs(runs, metric, mode), runs)
+    def significance(
+        self, metric: str = "val_pct_mae", model: str | None = None, horizon: int | None = None, **settings
+    ) -> dict:
+        """SPA p-values (val, test), MCS size, configurations tested, horizon and what was left out."""
+        ranked = self.rank(metric, model, horizon=horizon, settings=verdicts.Settings(**settings))
+        return {**ranked.attrs["verdicts"], "horizon": ranked.attrs["horizon"], "left_out": ranked.attrs["left_out"]}
+
+    def best(
+        self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None, horizon: int | None = None
+    ) -> dict | None:
+        """The best complete configuration: model, config, metrics, verdict, checkpoint, unit models."""
+        ranked, runs = verdicts.rank_with_verdicts(self._select(model), metric, mode, horizon)
+        return best_record(ranked, runs)
 
     def top_k(
         self, k: int = 5, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None
@@ -78,14 +95,20 @@ class Results:
         models: list[str] | None = None,
         metric: str = "val_pct_mae",
         mode: str | None = None,
+        horizon: int | None = None,
     ) -> pd.DataFrame:
         """One row per model: its best configuration on `metric`, with the `metrics` columns (mean, std)
-        over the folds × seeds shared by every model; the overall winner first."""
-        ranked = rank_configs(self._select(models), metric, mode)
+        over the folds × seeds shared by every model and its verdicts; the overall winner first.
+
+        Only configurations of one horizon compete (default: the most common): `attrs["horizon"]`,
+        and `attrs["left_out"]` names the sweeps of another horizon. SPA and the MCS run over every
+        configuration of every model at that horizon."""
+        ranked = self.rank(metric, models, mode, horizon)
         wanted = [metric, *(metrics or [m.format(m=metric.removeprefix("val_")) for m in DEFAULT_COMPARE])]
         cols = list(dict.fromkeys(c for m in wanted for c in (m, f"{m}_std") if c in ranked))
-        keep = ["rank", "model", "config_id", "sweeps", "status", "robust_score", *cols, "units_compared", "config"]
-        best = ranked.drop_duplicates("model")[keep].reset_index(drop=True)
+        judged = [c for c in verdicts.ROW_KEYS[:5] if c in ranked]
+        keep = ["rank", "model", "config_id", "sweeps", "status", "robust_score", *cols, *judged, "units_compared"]
+        best = ranked.drop_duplicates("model")[keep + ["config"]].reset_index(drop=True)
         best.attrs.update(ranked.attrs)
         return best
 
@@ -108,7 +131,16 @@ class Results:
     def report(self, path: str | None = None, metric: str = "val_pct_mae") -> str:
         """Markdown comparison of every model's best configuration; written to `path` if given."""
         compare = self.compare(metric=metric)
-        notes = [f"Sweeps: {', '.join(sorted(self.runs['sweep'].unique()))}. Results: `{self.path}`."]
+        left = compare.attrs.get("left_out") or []
+        notes = [
+            f"Sweeps: {', '.join(sorted(self.runs['sweep'].unique()))}. Results: `{self.path}`.",
+            f"Compared at a horizon of {compare.attrs.get('horizon')} step(s)"
+            + (f"; left out (another horizon): {'; '.join(left)}." if left else "."),
+        ]
+        if compare.attrs.get("verdicts"):
+            from analysis.text import verdict_text
+
+            notes += ["", "```", verdict_text(compare.attrs["verdicts"]), "```"]
         text = markdown.comparison_report(compare, metric, notes)
         if path is not None:
             files.write_text(path, text)

@@ -3,7 +3,8 @@
 Sources are the files a sweep leaves (no Ray needed): `sweep.json`, each trial's `params.json`
 and `error.txt`, and every unit's `units/<fold>__seed<seed>/record.json` (a unit is complete
 iff its record exists). Expected units a trial lacks get a row too: `failed` (with the last
-line of the trial's error) or `missing` (still running, pruned or killed), unless another
+line of the trial's error), `unreadable` (its record.json is corrupt or truncated; the reason is
+the row's error) or `missing` (still running, pruned or killed), unless another
 trial of the same configuration completed it (a merged sweep).
 
 The table is cached as `sweep_runs.parquet` in the sweep directory. The cache is used while it
@@ -25,7 +26,7 @@ from trainables.ids import config_id, unit_key
 
 RUNS_FILE = "sweep_runs.parquet"
 LOGGED_DIR = "_logged"
-TIDY_VERSION = "1"
+TIDY_VERSION = "2"  # 2: unreadable records as rows, mase_scale, metrics_version
 ID_COLUMNS = [
     "model",
     "sweep",
@@ -129,22 +130,40 @@ def _trials(sweep: Sweep, listing: dict[str, tuple[bool, float]]) -> pd.DataFram
     return pd.DataFrame(rows, columns=["trial_id", "trial_path", "config", "error"])
 
 
-def _records(trials: pd.DataFrame) -> list[tuple[str, dict]]:
-    """(trial_id, record) of every complete unit of these trials."""
+def _records(trials: pd.DataFrame) -> tuple[list[tuple[str, dict]], list[dict]]:
+    """(trial_id, record) of every complete unit of these trials, and a row per unreadable record."""
     paths, owners = [], []
     for trial_id, trial_path in zip(trials["trial_id"], trials["trial_path"]):
         units = files.join(trial_path, "units")
         for key in files.subdirs(units):
             paths.append(files.join(units, key, "record.json"))
-            owners.append(trial_id)
-    return [(o, json.loads(raw)) for o, raw in zip(owners, files.read_many(paths)) if raw is not None]
+            owners.append((trial_id, key))
+    done, bad = [], []
+    for (trial_id, key), raw in zip(owners, files.read_many(paths)):
+        if raw is None:
+            continue
+        try:
+            record = json.loads(raw)
+            record["fold"], record["seed"], record["unit"]  # noqa: B018 (the fields a row needs)
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            reason = f"record.json unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            bad.append({"trial_id": trial_id, "unit": key, "status": "unreadable", "unit_error": reason})
+            continue
+        done.append((trial_id, record))
+    return done, bad
+
+
+def _unit_of(key: str) -> tuple[str, int]:
+    """(fold, seed) from a unit directory name (trainables.ids.unit_key)."""
+    fold, _, seed = key.rpartition("__seed")
+    return fold, int(seed) if seed.isdigit() else -1
 
 
 def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
     """Complete units from their records, plus a failed/missing row per expected unit not done."""
     fold_meta = {f["name"]: (fold_id(sweep.spec, f), f["test_end"]) for f in sweep.meta["folds"]}
-    done = _records(trials)
-    metrics = pd.DataFrame([r.get("metrics", {}) for _, r in done]).astype("float64")
+    done, unreadable = _records(trials)
+    metrics = pd.DataFrame([_numbers(r.get("metrics")) for _, r in done], index=range(len(done))).astype("float64")
     path_of = dict(zip(trials["trial_id"], trials["trial_path"]))
     complete = pd.DataFrame(
         {
@@ -158,7 +177,13 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
         }
     )
     complete = pd.concat([complete, metrics], axis=1)
+    complete["mase_scale"] = [float(r.get("mase_scale", np.nan) or np.nan) for _, r in done]
+    complete["metrics_version"] = [int(r.get("metrics_version", 1)) for _, r in done]
+    bad = pd.DataFrame(unreadable, columns=["trial_id", "unit", "status", "unit_error"])
+    bad["fold"] = [_unit_of(k)[0] for k in bad["unit"]]
+    bad["seed"] = [_unit_of(k)[1] for k in bad["unit"]]
     have = set(zip(complete["trial_id"], complete["fold"], complete["seed"]))
+    have |= set(zip(bad["trial_id"], bad["fold"], bad["seed"]))
     errors = dict(zip(trials["trial_id"], trials["error"]))
     todo = [
         {
@@ -172,10 +197,24 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
         for f, s in sweep.units
         if (t, f["name"], s) not in have
     ]
-    rows = pd.concat([complete, pd.DataFrame(todo, columns=["trial_id", "fold", "seed", "unit", "status"])])
+    todo = pd.DataFrame(todo, columns=["trial_id", "fold", "seed", "unit", "status"])
+    rows = pd.concat([complete, bad, todo]) if len(bad) else pd.concat([complete, todo])
     rows["fold_id"] = [fold_meta.get(f, (f"{sweep.name}:{f}", ""))[0] for f in rows["fold"]]
     rows["fold_end"] = [fold_meta.get(f, ("", ""))[1] for f in rows["fold"]]
     return rows
+
+
+def _numbers(metrics: object) -> dict[str, float]:
+    """A record's metrics with anything that is not a number as NaN (a hand-edited or foreign record)."""
+    if not isinstance(metrics, dict):
+        return {}
+    out = {}
+    for name, value in metrics.items():
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            out[name] = float("nan")
+    return out
 
 
 def _empty() -> pd.DataFrame:
@@ -196,7 +235,8 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     have = set(zip(out.loc[complete, "config_id"], out.loc[complete, "fold"], out.loc[complete, "seed"]))
     covered = [(c, f, s) in have for c, f, s in zip(out["config_id"], out["fold"], out["seed"])]
     out = out[complete | ~pd.Series(covered, index=out.index)].reset_index(drop=True)
-    out["error"] = np.where(out["status"] == "complete", "", out["error"])
+    unit_error = out.pop("unit_error") if "unit_error" in out else pd.Series(np.nan, index=out.index)
+    out["error"] = np.where(out["status"] == "complete", "", unit_error.fillna(out["error"]))
     out["checkpoint"] = out["checkpoint"].astype(object).where(out["checkpoint"].notna(), None)  # as parquet reads it
     out["model"], out["sweep"], out["sweep_mode"] = sweep.model, sweep.name, sweep.mode
     out["source"], out["sweep_path"] = "tune", sweep.path
@@ -204,8 +244,19 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     params = pd.DataFrame([json.loads(c) for c in trials["config"]], index=trials["trial_id"]).add_prefix("config/")
     out = out.join(params, on="trial_id")
     out["seed"] = out["seed"].astype("int64")
+    out["horizon"] = horizons(out, sweep.model)
     rest = [c for c in out.columns if c not in ID_COLUMNS]
     return out[ID_COLUMNS + rest].sort_values(["trial_id", "fold_end", "seed"], ignore_index=True)
+
+
+def horizons(table: pd.DataFrame, model: str) -> pd.Series:
+    """Steps forecast per row: the model's horizon hyperparameter (registry), NaN where unknown."""
+    from trainables import registry
+
+    key = f"config/{registry.MODELS[model].horizon_key}" if model in registry.MODELS else None
+    if key is None or key not in table:
+        return pd.Series(np.nan, index=table.index)
+    return pd.to_numeric(table[key], errors="coerce")
 
 
 def _cache_fresh(meta: dict[str, str], listing: dict[str, tuple[bool, float]], cache_mtime: float) -> bool:
@@ -248,7 +299,9 @@ def logged_runs(root: str) -> pd.DataFrame:
     metrics = pd.DataFrame([r["metrics"] for r in rows]).astype("float64")
     params = pd.DataFrame([r["hyperparams"] for r in rows]).add_prefix("config/")
     out["config"] = [json.dumps(r["hyperparams"], sort_keys=True, default=str) for r in rows]
-    return pd.concat([out, metrics, params], axis=1)
+    out = pd.concat([out, metrics, params], axis=1)
+    out["horizon"] = pd.concat([horizons(part, m) for m, part in out.groupby("model", sort=False)]).reindex(out.index)
+    return out
 
 
 def load_runs(root: str, refresh: bool = False, model: str | None = None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import drift, impact
+from analysis import drift, impact, verdicts
 from analysis.ranking import rank_configs, ranked_units
 from analysis.runs import Sweep
 
@@ -29,6 +29,7 @@ class SweepTables:
     importances: pd.DataFrame | None = None
     drift: pd.DataFrame | None = None
     drift_summary: dict | None = None
+    verdicts: verdicts.Verdicts | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -54,11 +55,37 @@ def _drift(sweep: Sweep, t: SweepTables) -> None:
         t.notes.append(f"drift not computed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
 
-def sweep_tables(sweep: Sweep, runs: pd.DataFrame, metric: str, mode: str, with_drift: bool = True) -> SweepTables:
-    """Ranking, ranked unit models, impact or importances and drift of one sweep's runs."""
+def add_verdicts(t: SweepTables, settings: verdicts.Settings) -> None:
+    """SPA / MCS / pooled DM of the ranked configurations, joined into `t.ranked`; problems become notes."""
+    try:
+        losses, unreadable = verdicts.losses_of(t.runs)
+        t.verdicts = verdicts.compute(t.ranked, losses, settings)
+        t.ranked = verdicts.attach(t.ranked, t.verdicts)
+    except Exception as exc:  # a verdict that cannot be computed must not cost the rest of the report
+        t.notes.append(f"verdicts not computed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return
+    t.notes += [f"verdicts: {n}" for n in t.verdicts.notes]
+    if unreadable:
+        t.notes.append(
+            f"{len(unreadable)} unit(s) without readable predictions.parquet, left out of the verdicts "
+            f"(first: {unreadable[0]})"
+        )
+
+
+def sweep_tables(
+    sweep: Sweep,
+    runs: pd.DataFrame,
+    metric: str,
+    mode: str,
+    with_drift: bool = True,
+    settings: verdicts.Settings | None = None,
+) -> SweepTables:
+    """Ranking, ranked unit models, impact or importances, drift and (given `settings`) verdicts."""
     t = SweepTables(metric, mode, runs, rank_configs(runs, metric, mode), ranked_units(runs, metric, mode))
     if not runs.empty:
         _impact(sweep, t)
+        if settings is not None:
+            add_verdicts(t, settings)
     if with_drift:
         _drift(sweep, t)
     return t

@@ -13,13 +13,18 @@ def fmt(value: object, digits: int = 3) -> str:
     return str(value)
 
 
+def _mcs(value) -> str:
+    return "-" if value is None or value != value else ("yes" if value else "no")
+
+
 def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool = False) -> str:
-    """The top configurations: metric mean ± std, robust score, test metric, DM p-value, units, status."""
+    """The top configurations: metric mean ± std, robust score, test metric, verdicts vs naive, units, status."""
     test = "test_" + metric.removeprefix("val_")
     shown = ranked.head(top)
     labels = config_labels(ranked, shown.index)
     lines = [
-        f"rank  {metric} (mean ± std)  robust  {test}  dm_p_vs_naive  units  {'sweep  ' if sweeps else ''}configuration"
+        f"rank  {metric} (mean ± std)  robust  {test}  rel_mae(test)  vs naive (test DM)  MCS  units  "
+        f"{'sweep  ' if sweeps else ''}configuration"
     ]
     for i, r in shown.iterrows():
         status = "" if r["status"] == "ok" else f"  [{r['status'].upper()}{': ' + r['error'] if r['error'] else ''}]"
@@ -28,9 +33,10 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
             if r["status"] == "ok"
             else f"{r['units_done']}/{r['units_expected']}"
         )
+        versus = f"{r.get('verdict', 'untested')} p={fmt(r.get('test_dm_p_pooled'))}" if r["status"] == "ok" else "-"
         lines.append(
             f"{r['rank']:>4}  {fmt(r.get(metric))} ± {fmt(r.get(f'{metric}_std'))}  {fmt(r['robust_score'])}  "
-            f"{fmt(r.get(test))}  {fmt(r.get('val_dm_pvalue_vs_naive'))}  {units}  "
+            f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae'))}  {versus}  {_mcs(r.get('in_mcs'))}  {units}  "
             f"{r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
         )
     if len(ranked) > top:
@@ -38,14 +44,36 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
     return "\n".join(lines)
 
 
+def verdict_text(summary: dict) -> str:
+    """SPA and MCS in two lines, for the end of a sweep and best.py."""
+    from analysis.verdicts import spa_words
+
+    spa = summary.get("spa_pvalue") or {}
+    mcs = summary.get("mcs_size") or {}
+    tested = summary.get("configurations_tested") or {}
+    return "\n".join(
+        [
+            f"Beats the random walk? val: {spa_words(spa.get('val'))}",
+            f"                       test: {spa_words(spa.get('test'))}",
+            f"90 % Model Confidence Set (val): {mcs.get('val', 0)} of {tested.get('val', 0)} configurations "
+            "are indistinguishable from the best",
+        ]
+    )
+
+
 def best_text(best: dict) -> str:
-    """Where the best configuration's model is and how to load it."""
+    """Where the best configuration's model is, how it fares against naive, and how to load it."""
     unit = best["checkpoint_unit"]
+    verdict = best.get("verdict") or {}
+    mcs = verdict.get("in_mcs")
     return "\n".join(
         [
             f"Best: {best['model']} configuration {best['config_id']} (sweep {best['sweep']})",
             f"  {best['metric']}: {fmt(best['metrics'].get(best['metric']))} ± "
             f"{fmt(best['metrics'].get(best['metric'] + '_std'))}, robust_score {fmt(best['metrics']['robust_score'])}",
+            f"  vs naive on test: {verdict.get('verdict', 'untested')} (one-sided DM p = "
+            f"{fmt(verdict.get('test_dm_p_pooled'))}), rel_mae {fmt(best['metrics'].get('test_rel_mae'))}; "
+            f"in the 90 % MCS on val: {_mcs(mcs)}",
             f"  checkpoint: {best['checkpoint']}  (fold {unit['fold']}, seed {unit['seed']}: newest fold, best seed)",
         ]
     )

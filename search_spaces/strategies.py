@@ -56,19 +56,24 @@ def _unique(configs: list[dict]) -> list[dict]:
     return out
 
 
-def configurations(mode: str, spaces: Any, baseline: dict, ranges: dict, points: list[dict] | None) -> list[dict]:
-    """The explicit configuration list of a non-Optuna mode."""
+def configurations(
+    mode: str, spaces: Any, baseline: dict, ranges: dict, points: list[dict] | None, fixed: dict | None = None
+) -> list[dict]:
+    """The explicit configuration list of a non-Optuna mode; `fixed` values override every configuration."""
+    fixed = fixed or {}
     if mode == "grid":
-        return grid(baseline, ranges or spaces.GRID)
-    if mode == "quick":
-        return grid(baseline, spaces.QUICK)
-    if mode == "full":
-        return grid(baseline, spaces.FULL)
-    if mode == "priority":
-        return priority(baseline, points if points is not None else spaces.PRIORITY)
-    if mode == "ofat":
-        return ofat(baseline, ranges or spaces.PARAM_RANGES)
-    raise ValueError(f"mode {mode!r} has no explicit configuration list")
+        configs = grid(baseline, ranges or spaces.GRID)
+    elif mode == "quick":
+        configs = grid(baseline, spaces.QUICK)
+    elif mode == "full":
+        configs = grid(baseline, spaces.FULL)
+    elif mode == "priority":
+        configs = priority(baseline, points if points is not None else spaces.PRIORITY)
+    elif mode == "ofat":
+        configs = ofat(baseline, ranges or spaces.PARAM_RANGES)
+    else:
+        raise ValueError(f"mode {mode!r} has no explicit configuration list")
+    return _unique([{**c, **fixed} for c in configs]) if fixed else configs
 
 
 def build(
@@ -86,25 +91,29 @@ def build(
     optuna_storage: str | None = None,
     study_name: str = "sweep",
     seed: int = 0,
+    fixed: dict | None = None,
 ) -> Search:
     """The search for `mode`; `optuna_storage` is a SQLite file path for the study.
 
     `max_concurrent` caps trials running at once (None: explicit modes as resources allow,
     Optuna 2); the searcher must hold the cap, Tune ignores its own with a search algorithm.
     """
+    fixed = fixed or {}
+    baseline = {**baseline, **fixed}
     if mode != "optuna":
-        configs = configurations(mode, spaces, baseline, ranges or {}, points)[:max_runs]
+        configs = configurations(mode, spaces, baseline, ranges or {}, points, fixed)[:max_runs]
         generator = BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=max_concurrent or 0)
         return Search(dict(baseline), generator, len(configs))
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    space = {**baseline, **spaces.OPTUNA}
+    searched = {k: v for k, v in spaces.OPTUNA.items() if k not in fixed}
+    space = {**baseline, **searched}
     storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_storage}") if optuna_storage else None
     searcher = OptunaSearch(
         metric=metric,
         mode=metric_mode,
-        points_to_evaluate=[{k: baseline[k] for k in spaces.OPTUNA}],
+        points_to_evaluate=[{k: baseline[k] for k in searched}],
         sampler=optuna.samplers.TPESampler(seed=seed),
         storage=storage,
         study_name=study_name,

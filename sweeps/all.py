@@ -124,12 +124,15 @@ def comparison_text(compare, metric: str) -> str:
     from analysis.text import fmt
 
     test = "test_" + metric.removeprefix("val_")
-    lines = [f"rank  model     {metric} (mean ± std)  robust  {test}  dm_p_vs_naive  units  status  sweep"]
+    lines = [
+        f"rank  model     {metric} (mean ± std)  robust  {test}  rel_mae(test)  vs naive (test)  MCS  units  status  sweep"
+    ]
     for _, r in compare.iterrows():
+        mcs = {True: "yes", False: "no"}.get(r.get("in_mcs"), "-")
         lines.append(
             f"{r['rank']:>4}  {r['model']:<8}  {fmt(r.get(metric))} ± {fmt(r.get(metric + '_std'))}  "
-            f"{fmt(r['robust_score'])}  {fmt(r.get(test))}  {fmt(r.get('val_dm_pvalue_vs_naive'))}  "
-            f"{r['units_compared']}  {r['status']}  {r['sweeps']}"
+            f"{fmt(r['robust_score'])}  {fmt(r.get(test))}  {fmt(r.get('test_rel_mae'))}  "
+            f"{r.get('verdict', 'untested')}  {mcs}  {r['units_compared']}  {r['status']}  {r['sweeps']}"
         )
     ok = compare[compare["status"] == "ok"]
     lines.append(f"Winner: {ok.iloc[0]['model']} ({ok.iloc[0]['config_id']})" if not ok.empty else "No winner.")
@@ -147,9 +150,12 @@ def compare_sweeps(storage: str, names: list[str], metric: str, label: str) -> s
     files.write_text(files.join(out, "model_comparison.csv"), compare.to_csv(index=False))
     files.write_text(files.join(out, "model_comparison.json"), store.dumps(compare.to_dict(orient="records")))
     res.report(files.join(out, "report.md"), metric=metric)
-    return f"\nModels compared on {compare.attrs.get('units_compared')} shared folds × seeds:\n" + "\n".join(
-        [comparison_text(compare, metric), f"Comparison:   {out}"]
+    left = [f"  left out (another horizon): {line}" for line in compare.attrs.get("left_out") or []]
+    head = (
+        f"\nModels compared at a horizon of {compare.attrs.get('horizon')} step(s) on "
+        f"{compare.attrs.get('units_compared')} shared folds × seeds:"
     )
+    return "\n".join([head, *left, comparison_text(compare, metric), f"Comparison:   {out}"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,6 +60,7 @@ class SweepSpec:
     training_config: dict[str, Any] = field(default_factory=dict)
     param_ranges: dict[str, list] = field(default_factory=dict)
     points: list[dict] | None = None
+    horizon: int | None = None  # --horizon: every configuration forecasts this many steps
     max_runs: int | None = None
     num_samples: int = 20
     metric: str = "val_pct_mae"
@@ -81,6 +82,10 @@ class SweepSpec:
     @property
     def sweep_dir(self) -> str:
         return _join(self.storage, self.name)
+
+    def fixed(self, horizon_key: str) -> dict:
+        """Hyperparameters every configuration must take, whatever its mode lists (`--horizon`)."""
+        return {horizon_key: self.horizon} if self.horizon is not None else {}
 
     def baseline(self, model_baseline: dict) -> dict:
         """The model's baseline with the file's training_config on top (`seed` is not a hyperparameter)."""
@@ -126,7 +131,7 @@ def read_config_file(path: str) -> dict:
         raise SpecError(f"config file {path!r}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(FILE_KEYS))})")
     out: dict[str, Any] = {}
     if "output_subdir" in raw:
-        out["name"] = _name(raw["output_subdir"], "output_subdir")
+        out["name"] = check_name(raw["output_subdir"], "output_subdir")
     if "features" in raw:
         out["features"] = raw["features"]
     if "replica_seeds" in raw:
@@ -174,11 +179,16 @@ def _dict(value: Any, where: str) -> dict:
     return value
 
 
-def _name(value: Any, where: str) -> str:
+def check_name(value: Any, where: str = "--name") -> str:
+    """`value` if it is a plain directory name (never a path out of --storage), else SpecError."""
     text = str(value)
-    if not text or "/" in text or text.startswith("."):
-        raise SpecError(f"{where} {value!r} must be a plain directory name")
+    if not text or "/" in text or "\\" in text or text.startswith(".") or text != text.strip():
+        raise SpecError(
+            f"{where} {value!r} must be a plain directory name (no '/', '\\', leading '.' or '..'): "
+            "the sweep goes to <storage>/<name>"
+        )
     return text
+
 
 
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
@@ -218,6 +228,7 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
     """Field-level checks that need no data and no Ray."""
     if spec.model not in model_names:
         raise SpecError(f"unknown model {spec.model!r} (known: {', '.join(model_names)})")
+    check_name(spec.name, "--name")
     if spec.mode not in MODES:
         raise SpecError(f"--mode {spec.mode!r} is not one of {', '.join(MODES)}")
     if spec.features not in FEATURE_SETS:
@@ -263,6 +274,7 @@ def _positive(spec: SweepSpec) -> None:
         "--test-size": (spec.folds.test_size, 1),
         "--train-size": (spec.folds.train_size, 1),
         "--max-failures": (spec.max_failures, 0),
+        "--horizon": (spec.horizon, 1),
     }
     for flag, (value, low) in checks.items():
         if value is not None and value < low:

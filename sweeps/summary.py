@@ -17,7 +17,7 @@ def describe(spec: SweepSpec, path: str, wall: float) -> str:
 
     drawing.warm()  # the plot workers' matplotlib import overlaps the imports below
     from analysis.report import generate
-    from analysis.text import best_text, ranking_text
+    from analysis.text import best_text, ranking_text, verdict_text
 
     try:
         report = generate(path, metric=spec.metric, parallel=True)
@@ -30,6 +30,8 @@ def describe(spec: SweepSpec, path: str, wall: float) -> str:
         f"\nSweep {spec.name}: {len(ranked)} configurations, {counts.get('ok', 0)} complete, "
         f"{counts.get('failed', 0)} failed, {wall:.0f} s",
         ranking_text(ranked, spec.metric),
+        "",
+        verdict_text(report.summary["verdicts"]),
         "",
         best_text(report.best) if report.best else "Best model:   none (no configuration completed every unit)",
         "",

@@ -10,6 +10,14 @@ def _log_return(f: pd.DataFrame) -> pd.Series:
     return np.log(f["close"]).diff().fillna(0.0)
 
 
+def _change(f: pd.DataFrame) -> pd.Series:
+    return f["close"].diff().fillna(0.0)
+
+
+def _hl_spread(f: pd.DataFrame) -> pd.Series:
+    return f["high"] - f["low"]
+
+
 def _log_volume(f: pd.DataFrame) -> pd.Series:
     return np.log1p(f["volume"].clip(lower=0))
 
@@ -28,6 +36,8 @@ def _month(f: pd.DataFrame) -> pd.Series:
 
 FEATURES = {
     "log_return": _log_return,
+    "change": _change,
+    "hl_spread": _hl_spread,
     "log_volume": _log_volume,
     "range": _range,
     "day_of_week": _day_of_week,
@@ -43,9 +53,22 @@ FEATURE_SETS = {
 }
 
 
+# Ratios of prices are undefined for a target with values ≤ 0 (returns, spreads): their
+# difference-based counterparts stand in for them.
+WITHOUT_RATIOS = {"log_return": "change", "range": "hl_spread"}
+
+
+def feature_names(frame: pd.DataFrame, feature_set: str) -> tuple[str, ...]:
+    """The set's features for this frame: price ratios swapped for differences unless close > 0."""
+    names = FEATURE_SETS[feature_set]
+    if bool((frame["close"] > 0).all()):
+        return names
+    return tuple(WITHOUT_RATIOS.get(n, n) for n in names)
+
+
 def add_features(frame: pd.DataFrame, feature_set: str) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """Return a copy of `frame` with the set's feature columns, and their names."""
-    names = FEATURE_SETS[feature_set]
+    names = feature_names(frame, feature_set)
     out = frame.copy()
     for name in names:
         out[name] = FEATURES[name](out).astype("float64")

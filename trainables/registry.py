@@ -21,6 +21,7 @@ class ModelEntry:
     install_hint: str
     context_key: str = "context_length"  # hyperparameter holding the rows of history read
     horizon_key: str = "prediction_length"  # hyperparameter holding the steps forecast
+    max_horizon: int | None = None  # the longest forecast the model makes (None: the data's limit)
 
     def adapter(self) -> type[Adapter]:
         module, cls = self.adapter_path.split(":")
@@ -53,6 +54,9 @@ MODELS: dict[str, ModelEntry] = {
         "search_spaces.chronos2",
         "chronos",
         "pip install chronos-forecasting peft",
+        # 64 output patches × 16 steps: beyond that Chronos-2 feeds its own forecasts back in as
+        # context, which its authors advise against.
+        max_horizon=1024,
     ),
     "kronos": ModelEntry(
         "kronos",
@@ -60,6 +64,9 @@ MODELS: dict[str, ModelEntry] = {
         "search_spaces.kronos",
         "kronos_finance",
         "pip install kronos-finance==0.1.5",
+        # Kronos-small/base read at most 512 tokens: a longer forecast would have slid its whole
+        # observed context out of the window.
+        max_horizon=512,
     ),
 }
 

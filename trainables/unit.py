@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.adapter import Adapter, UnitData, Window
-from trainables.metrics import evaluate
+from trainables.metrics import METRICS_VERSION, evaluate, in_sample_scale
 
 
 class UnitError(RuntimeError):
@@ -23,7 +23,12 @@ def origins(window: Window, context: int, horizon: int) -> np.ndarray:
     return np.arange(start, window.stop - horizon + 1, horizon)
 
 
-def score(data: UnitData, adapter: Adapter, split: str) -> tuple[dict[str, float], pd.DataFrame]:
+def mase_scale(data: UnitData) -> float:
+    """The training window's in-sample one-step naive MAE (stored in the record for recomputation)."""
+    return in_sample_scale(data.frame[data.target].to_numpy()[data.train.start : data.train.stop])
+
+
+def score(data: UnitData, adapter: Adapter, split: str, scale: float) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics and a long prediction table of `adapter` on the `split` window of `data`."""
     h, ctx = adapter.horizon(adapter.config), adapter.context_length(adapter.config)
     where = origins(getattr(data, split), ctx, h)
@@ -35,7 +40,7 @@ def score(data: UnitData, adapter: Adapter, split: str) -> tuple[dict[str, float
     close = data.frame[data.target].to_numpy()
     rows = where[:, None] + np.arange(h)
     y_true, y_last = close[rows], close[where - 1]
-    metrics = {f"{split}_{k}": v for k, v in evaluate(y_true, y_pred, y_last).items()}
+    metrics = {f"{split}_{k}": v for k, v in evaluate(y_true, y_pred, y_last, scale).items()}
     ts = data.frame["timestamp"].to_numpy()
     table = pd.DataFrame(
         {
@@ -49,6 +54,20 @@ def score(data: UnitData, adapter: Adapter, split: str) -> tuple[dict[str, float
         }
     )
     return metrics, table
+
+
+def table_metrics(table: pd.DataFrame, scale: float | None) -> dict[str, float]:
+    """Every metric of every split of a stored predictions table (as `score` wrote it)."""
+    out: dict[str, float] = {}
+    for split, part in table.groupby("split", sort=False):
+        part = part.sort_values(["origin", "step"])
+        h = int(part["step"].max())
+        n = len(part) // h
+        y_true = part["y_true"].to_numpy("float64").reshape(n, h)
+        y_pred = part["y_pred"].to_numpy("float64").reshape(n, h)
+        y_last = part["y_naive"].to_numpy("float64").reshape(n, h)[:, 0]
+        out.update({f"{split}_{k}": v for k, v in evaluate(y_true, y_pred, y_last, scale).items()})
+    return out
 
 
 def run_unit(
@@ -65,12 +84,18 @@ def run_unit(
     adapter = adapter_cls(config, seed, device)
     info = adapter.fit(data, log_dir)
     train_seconds = time.perf_counter() - start
-    metrics, tables = {}, []
+    metrics, tables, scale = {}, [], mase_scale(data)
     for split in ("val", "test"):
-        m, t = score(data, adapter, split)
+        m, t = score(data, adapter, split, scale)
         metrics.update(m)
         tables.append(t)
     os.makedirs(out_dir, exist_ok=True)
     pd.concat(tables, ignore_index=True).to_parquet(os.path.join(out_dir, "predictions.parquet"), index=False)
     adapter.save(os.path.join(out_dir, "model"))
-    return {"metrics": metrics, "train_seconds": train_seconds, "info": info}
+    return {
+        "metrics": metrics,
+        "metrics_version": METRICS_VERSION,
+        "mase_scale": scale,
+        "train_seconds": train_seconds,
+        "info": info,
+    }
