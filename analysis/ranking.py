@@ -150,8 +150,8 @@ def rank_configs(runs: pd.DataFrame, metric: str, mode: str | None = None) -> pd
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     front = ["rank", "model", "config_id", "status", "complete", "comparable", metric, f"{metric}_std", "robust_score"]
     test = "test_" + metric.removeprefix("val_")
-    front += [c for c in (test, f"{test}_std", "test_rel_mae") if c in out and c not in front]
-    front += ["units_done", "units_expected", "units_compared", "error", "sweeps"]
+    front += [c for c in (test, f"{test}_std", "test_rel_mae") if c in out]
+    front = list(dict.fromkeys([*front, "units_done", "units_expected", "units_compared", "error", "sweeps"]))
     out = out[front + [c for c in out.columns if c not in front]].reset_index(drop=True)
     out.attrs.update(metric=metric, mode=mode, units_compared=len(units))
     return out

@@ -185,3 +185,124 @@ def test_report_cli_regenerates_from_the_files_alone(swept, capsys):
     assert report.main([str(swept), "--metric", "val_nope"]) == 2
     assert report.main([str(swept / "nowhere")]) == 2
     assert capsys.readouterr().err.count("error:") == 2
+
+
+def test_report_shows_spa_mcs_and_beats_naive_of_the_real_sweep(swept):
+    summary = json.loads((swept / "summary.json").read_text())
+    for split in ("val", "test"):
+        assert 0 <= summary["spa_pvalue"][split] <= 1
+    assert summary["verdicts"]["configurations_tested"] == {"val": 2, "test": 2}
+    assert summary["verdicts"]["origins"] == {"val": 20, "test": 20}  # 2 folds × 10 two-step origins
+    ranked = pd.read_csv(swept / "config_ranking.csv")
+    ok = ranked[ranked["status"] == "ok"]
+    assert ok["in_mcs"].isin([True, False]).all() and ok["in_mcs"].any()  # the best is always in its MCS
+    assert ok["beats_naive"].isin([True, False]).all()
+    for _, row in ok.iterrows():  # the words follow the one-sided p-value
+        p = row["test_dm_p_pooled"]
+        assert row["verdict"] == (
+            "beats naive" if p < 0.05 else "worse than naive" if p > 0.95 else "not better than naive"
+        )
+    failed = ranked[ranked["status"] == "failed"]
+    assert failed["in_mcs"].isna().all()  # only complete configurations are judged
+    text = (swept / "report.md").read_text()
+    assert "## Does anything beat the random walk?" in text and "SPA p" in text and "in MCS (val)" in text
+    assert summary["answer"][1:] in text
+
+
+def test_pooled_dm_is_recomputed_from_the_stored_forecasts(swept):
+    from trainables.metrics import dm_test
+
+    ranked = pd.read_csv(swept / "config_ranking.csv").set_index("config_id")
+    best = json.loads((swept / "best_model.json").read_text())
+    tables = []
+    for unit in best["unit_models"].values():
+        tables.append(pd.read_parquet(os.path.join(os.path.dirname(unit), "predictions.parquet")))
+    test = pd.concat(tables).query("split == 'test'")
+    d = (test["y_pred"] - test["y_true"]).abs() - (test["y_naive"] - test["y_true"]).abs()
+    per_origin = d.groupby(test["origin"]).mean().sort_index()  # one seed: nothing to average
+    stat, p = dm_test(per_origin.to_numpy(), 2)  # two-step forecasts: HAC with one lag
+    assert ranked.loc[best["config_id"], "test_dm_stat_pooled"] == pytest.approx(stat)
+    assert ranked.loc[best["config_id"], "test_dm_p_pooled"] == pytest.approx(p)
+    assert best["verdict"]["test_dm_p_pooled"] == pytest.approx(p)
+
+
+def _copy(swept, tmp_path):
+    import shutil
+
+    dest = tmp_path / "copy" / swept.name
+    shutil.copytree(swept, dest)
+    return dest
+
+
+def test_recompute_metrics_rewrites_old_records_and_keeps_their_originals(swept, tmp_path, capsys):
+    sweep = _copy(swept, tmp_path)
+    paths = sorted(glob.glob(str(sweep / "trial_*" / "units" / "*" / "record.json")))
+    originals = [json.loads(open(p).read()) for p in paths]
+    old = dict(originals[0])  # what a record written before this change held: no scale, two-sided p
+    old["metrics"] = {k: v for k, v in old["metrics"].items() if not k.endswith(("rel_mae", "mase", "dm_stat"))}
+    old["metrics"]["val_dm_pvalue_vs_naive"] = 0.0123
+    for key in ("metrics_version", "mase_scale"):
+        old.pop(key)
+    open(paths[0], "w").write(json.dumps(old))
+    assert report.main([str(sweep), "--recompute-metrics", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert f"metrics recomputed for {len(paths)} of {len(paths)} complete units" in out
+    again = json.loads(open(paths[0]).read())
+    assert again["metrics_v1"] == old["metrics"] and again["metrics_version"] == 2
+    assert again["mase_scale"] == pytest.approx(originals[0]["mase_scale"])  # rebuilt from the data
+    for key, value in originals[0]["metrics"].items():  # the same numbers as when the unit ran
+        assert again["metrics"][key] == pytest.approx(value, nan_ok=True), key
+    current = json.loads(open(paths[1]).read())
+    assert "metrics_v1" not in current and current["metrics"] == pytest.approx(originals[1]["metrics"], nan_ok=True)
+    assert report.main([str(tmp_path / "copy"), "--recompute-metrics"]) == 0  # a results root: every sweep in it
+    assert report.main([str(tmp_path / "copy" / "nothing_here"), "--recompute-metrics"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert report.main([str(tmp_path / "empty"), "--recompute-metrics"]) == 2
+    assert "no sweep under" in capsys.readouterr().err
+
+
+def test_report_survives_corrupt_records_missing_and_all_nan_metrics(swept, tmp_path, capsys):
+    sweep = _copy(swept, tmp_path)
+    paths = sorted(glob.glob(str(sweep / "trial_*" / "units" / "*" / "record.json")))
+    text = open(paths[0]).read()
+    open(paths[0], "w").write(text[: len(text) // 2])  # truncated by a crash
+    record = json.loads(open(paths[1]).read())
+    record["metrics"].pop("val_pct_mae")  # a missing metric column
+    open(paths[1], "w").write(json.dumps(record))
+    for path in paths[2:]:
+        record = json.loads(open(path).read())
+        record["metrics"]["val_pct_mae"] = float("nan")
+        open(path, "w").write(json.dumps(record))
+    capsys.readouterr()
+    assert report.main([str(sweep)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "warning:" in captured.err
+    md = (sweep / "report.md").read_text()
+    unit = paths[0].split("/units/")[1].split("/")[0]
+    assert "## Flagged units" in md and "record.json unreadable" in md and unit in md
+    assert "no value for val_pct_mae" in md
+    runs = pd.read_parquet(sweep / "sweep_runs.parquet")
+    assert (runs["status"] == "unreadable").sum() == 1
+    assert report.main([str(sweep), "--metric", "val_rel_mae", "--no-plots"]) == 0  # another metric still ranks
+    for path in paths[1:]:
+        record = json.loads(open(path).read())
+        record["metrics"] = {k: v for k, v in record["metrics"].items() if "rel_mae" not in k}
+        open(path, "w").write(json.dumps(record))
+    assert report.main([str(sweep), "--metric", "val_rel_mae", "--no-plots"]) == 0  # no unit has it at all
+    assert "no unit records val_rel_mae" in capsys.readouterr().err
+
+
+def test_best_prints_spa_and_mcs_next_to_the_winner(swept, capsys):
+    assert best_main(["--results", str(swept.parent), "--metric", "val_rel_mae", "--bootstrap-reps", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "vs naive on test:" in out and "in the 90 % MCS on val:" in out
+    assert "Beats the random walk? val:" in out and "SPA p =" in out and "Model Confidence Set" in out
+    assert ", horizon 2 steps" in out
+    for bad, message in (
+        (["--bootstrap-reps", "5"], "--bootstrap-reps must be at least 100"),
+        (["--mcs-size", "0"], "--mcs-size must be between 0 and 1"),
+        (["--block-size", "0"], "--block-size must be at least 1"),
+        (["--horizon", "0"], "--horizon must be at least 1"),
+    ):
+        assert best_main(["--results", str(swept.parent), *bad]) == 2
+        assert message in capsys.readouterr().err

@@ -1,0 +1,109 @@
+"""SPA, MCS and pooled DM verdicts on synthetic losses with a known answer (no Ray, no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import verdicts as v
+from trainables.metrics import dm_test
+
+N = 300
+
+
+def _losses(factors: list[float], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-origin losses of configurations c0, c1, … whose expected loss is factor × naive's."""
+    rng = np.random.default_rng(seed)
+    naive = np.abs(rng.standard_t(5, N)) + 1
+    rows = []
+    for k, factor in enumerate(factors):
+        loss = naive * factor + rng.normal(0, 0.3, N)
+        for split in ("val", "test"):
+            half = N // 2  # two folds, concatenated in time
+            for t in range(N):
+                fold = "f1" if t < half else "f2"
+                rows.append(("m", f"c{k}", split, fold, "2020" if t < half else "2021", t, 1, loss[t], naive[t]))
+    ranked = pd.DataFrame({"model": "m", "config_id": [f"c{k}" for k in range(len(factors))], "status": "ok"})
+    return pd.DataFrame(rows, columns=v.LOSS_COLUMNS), ranked
+
+
+def test_one_truly_better_configuration_is_found_and_alone_in_the_mcs():
+    losses, ranked = _losses([0.7, 1.0, 1.0, 1.0, 1.0])
+    out = v.compute(ranked, losses)
+    assert out.spa["val"] < 0.05 and out.spa["test"] < 0.05
+    table = out.table.set_index("config_id")
+    assert table["in_mcs"].tolist() == [True, False, False, False, False]
+    assert table.loc["c0", "beats_naive"] and table.loc["c0", "val_beats_naive"]
+    assert not table.loc[["c1", "c2", "c3", "c4"], "beats_naive"].any()
+    assert out.origins == {"val": N, "test": N} and out.block_size["val"] == int(np.sqrt(N))
+
+
+def test_all_equal_to_naive_finds_nothing_and_keeps_them_all():
+    losses, ranked = _losses([1.0] * 5, seed=3)
+    out = v.compute(ranked, losses)
+    assert out.spa["val"] > 0.1 and out.spa["test"] > 0.1
+    assert out.table["in_mcs"].eq(True).sum() >= 4
+    assert v.spa_words(out.spa["test"]).startswith("no evidence")
+
+
+def test_bootstraps_are_seeded_and_deterministic():
+    losses, ranked = _losses([0.99, 1.0, 1.01], seed=5)
+    a = v.compute(ranked, losses, v.Settings(reps=300, block_size=5, seed=11))
+    b = v.compute(ranked, losses, v.Settings(reps=300, block_size=5, seed=11))
+    c = v.compute(ranked, losses, v.Settings(reps=300, block_size=5, seed=12))
+    assert a.spa == b.spa and a.table.equals(b.table)
+    assert a.block_size == {"val": 5, "test": 5}
+    p = ["mcs_pvalue", "test_mcs_pvalue"]
+    assert a.spa != c.spa or not np.allclose(a.table[p].to_numpy(float), c.table[p].to_numpy(float))  # seed used
+
+
+def test_pooled_dm_is_the_metric_module_test_on_seed_averaged_losses():
+    losses, ranked = _losses([0.9, 1.1], seed=1)
+    out = v.compute(ranked, losses).table.set_index("config_id")
+    part = losses[(losses["split"] == "test") & (losses["config_id"] == "c1")]
+    stat, p = dm_test(part["loss"].to_numpy() - part["naive_loss"].to_numpy(), 1)
+    assert out.loc["c1", "test_dm_stat_pooled"] == pytest.approx(stat)
+    assert out.loc["c1", "test_dm_p_pooled"] == pytest.approx(p) and p > 0.5
+    assert v.verdict_words(p) in ("worse than naive", "not better than naive")
+    assert v.verdict_words(0.01) == "beats naive" and v.verdict_words(0.99) == "worse than naive"
+
+
+def test_unit_losses_average_the_horizon_by_hand():
+    table = pd.DataFrame(
+        {
+            "split": ["val"] * 4,
+            "origin": [1, 1, 2, 2],
+            "step": [1, 2, 1, 2],
+            "y_true": [10.0, 12.0, 11.0, 9.0],
+            "y_pred": [11.0, 12.0, 11.0, 13.0],
+            "y_naive": [9.0, 9.0, 12.0, 12.0],
+        }
+    )
+    out = v.unit_losses(table).set_index("origin")
+    assert out.loc[1, "loss"] == pytest.approx(0.5) and out.loc[1, "naive_loss"] == pytest.approx(2.0)
+    assert out.loc[2, "loss"] == pytest.approx(2.0) and out.loc[2, "naive_loss"] == pytest.approx(2.0)
+    assert out["horizon"].tolist() == [2, 2]
+
+
+def test_other_horizons_are_left_out_and_named():
+    losses, ranked = _losses([0.8, 1.0, 1.0])
+    losses.loc[losses["config_id"] == "c2", "horizon"] = 5
+    out = v.compute(ranked, losses)
+    assert out.horizon == 1 and out.configurations == {"val": 2, "test": 2}
+    assert any("another horizon" in n for n in out.notes)
+    assert out.table.set_index("config_id")["in_mcs"].isna()["c2"]
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (v.Settings(reps=10), "--bootstrap-reps must be at least 100"),
+        (v.Settings(block_size=0), "--block-size must be at least 1"),
+        (v.Settings(mcs_size=1.5), "--mcs-size must be between 0 and 1"),
+        (v.Settings(seed=-1), "--bootstrap-seed must not be negative"),
+    ],
+)
+def test_settings_out_of_range_are_named(settings, message):
+    with pytest.raises(v.VerdictError, match=message):
+        settings.check()
