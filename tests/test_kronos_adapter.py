@@ -107,6 +107,7 @@ def test_training_windows_normalise_on_context_rows_only():
 def test_fit_trains_both_stages_and_logs_them(fitted, config):
     adapter, info, log_dir = fitted
     assert info["tokenizer_steps"] == 5 and info["predictor_steps"] == 5
+    assert info["checkpoint_chosen_on"] == "val"
     assert np.isfinite([info["tokenizer_train_loss"], info["predictor_best_val_loss"]]).all()
     assert glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))
     scalars = _scalars(log_dir)
@@ -161,7 +162,7 @@ def test_forecast_ignores_rows_at_and_after_its_origin(fitted):
 def test_zero_shot_keeps_the_weights(config):
     adapter = KronosAdapter({**config, "tokenizer_steps": 0, "predictor_steps": 0}, seed=0)
     info = adapter.fit(_unit(_random_walk()), None)
-    assert info == {"tokenizer_steps": 0.0, "predictor_steps": 0.0}
+    assert info == {"tokenizer_steps": 0.0, "predictor_steps": 0.0, "checkpoint_chosen_on": "none"}
     _, initial = build_models(config)
     assert all(
         torch.equal(a, b)

@@ -2,7 +2,8 @@
 
 `kronos-finance` ships the upstream model code only (pinned: `_vendor` is a private path). Stage 1
 fine-tunes the tokenizer on reconstruction + BSQ loss, stage 2 the predictor on next-token
-cross-entropy over the frozen tokenizer's codes, as in upstream's `finetune/` scripts.
+cross-entropy over the frozen tokenizer's codes, as in upstream's `finetune/` scripts (the loops
+are in `trainables.kronos_training`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -23,7 +23,17 @@ from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
 from search_spaces.kronos import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, UnitData, check_loss, seed_everything
+from trainables.adapter import Adapter, UnitData, seed_everything
+from trainables.kronos_training import (
+    Board,
+    fp32,
+    mixed_precision,
+    predictor_losses,
+    predictor_val_loss,
+    tokenizer_losses,
+    tokenizer_val_loss,
+    train_stage,
+)
 
 # Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small); "tiny" shrinks
 # them for tests. d_model must divide by 4: the dependency layer has 4 heads whatever n_heads is.
@@ -51,11 +61,10 @@ _CLOSE = _COLUMNS.index("close")
 _CLIP = 5.0  # normalised inputs are clipped to ±5, as upstream
 _EPS = 1e-5
 _PREDICT_BATCH = 256  # sampled paths per forward pass
-_VAL_WINDOWS = 16
+# Val origins (forecasts from inside the val window). Only their `prediction_length` target rows
+# are scored, so there are more of them than windows were when every row of a window counted.
+_VAL_WINDOWS = 32
 _META_FILE = "adapter.json"
-# Upstream finetune recipe: AdamW(0.9, 0.95), weight decay 0.1, grad-norm clip 2 / 3.
-_BETAS, _WEIGHT_DECAY = (0.9, 0.95), 0.1
-_GRAD_CLIP = {"tokenizer": 2.0, "predictor": 3.0}
 
 
 def max_context(config: dict[str, Any]) -> int:
@@ -76,6 +85,8 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
         "tokenizer_steps": int(config["tokenizer_steps"]) >= 0,
         "predictor_steps": int(config["predictor_steps"]) >= 0,
         "batch_size": int(config["batch_size"]) >= 1,
+        "learning_rate": float(config["learning_rate"]) > 0,
+        "tokenizer_learning_rate": float(config["tokenizer_learning_rate"]) > 0,
         "temperature": float(config["temperature"]) > 0,
         "top_p": 0 < float(config["top_p"]) <= 1,
         "num_samples": int(config["num_samples"]) >= 1,
@@ -84,12 +95,6 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
         if not ok:
             hint = f" (this model's max context is {limit})" if key == "context_length" else ""
             raise ValueError(f"kronos: bad {key}={config[key]!r}{hint}")
-
-
-def _autocast(device: str):
-    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 # ---------------------------------------------------------------------------- models
@@ -162,127 +167,6 @@ def _windows(feats: np.ndarray, stamps: np.ndarray, starts: np.ndarray, length: 
     return torch.tensor(x, dtype=torch.float32, device=device), torch.tensor(stamps[rows], device=device)
 
 
-# ---------------------------------------------------------------------------- training
-
-
-def _tokenizer_losses(tokenizer: KronosTokenizer, x: torch.Tensor, _stamp: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Upstream stage 1: (coarse + full reconstruction MSE + BSQ loss) / 2."""
-    (z_pre, z), bsq_loss, _, _ = tokenizer(x)
-    recon = F.mse_loss(z_pre, x) + F.mse_loss(z, x)
-    return {"loss": (recon + bsq_loss) / 2, "recon_loss": recon, "bsq_loss": bsq_loss}
-
-
-def _tokenizer_val_loss(tokenizer: KronosTokenizer, x: torch.Tensor, _stamp: torch.Tensor) -> torch.Tensor:
-    (_, z), _, _, _ = tokenizer(x)
-    return F.mse_loss(z, x)
-
-
-def _predictor_losses(tokenizer: KronosTokenizer) -> Callable[..., dict[str, torch.Tensor]]:
-    """Stage 2: next-token cross-entropy (s1 and s2 halves) on the frozen tokenizer's codes."""
-
-    def losses(model: Kronos, x: torch.Tensor, stamp: torch.Tensor) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            s1, s2 = tokenizer.encode(x, half=True)
-        # Teacher forcing conditions the s2 head on the true next s1 code: p(s2 | s1, past).
-        s1_logits, s2_logits = model(
-            s1[:, :-1], s2[:, :-1], stamp[:, :-1], use_teacher_forcing=True, s1_targets=s1[:, 1:]
-        )
-        loss, ce_s1, ce_s2 = model.head.compute_loss(s1_logits, s2_logits, s1[:, 1:], s2[:, 1:])
-        return {"loss": loss, "s1_loss": ce_s1, "s2_loss": ce_s2}
-
-    return losses
-
-
-def _total(losses: Callable[..., dict[str, torch.Tensor]]) -> Callable[..., torch.Tensor]:
-    """The val loss of a stage whose train loss has parts: the total only."""
-    return lambda module, x, stamp: losses(module, x, stamp)["loss"]
-
-
-def _one_cycle(steps: int) -> Callable[[int], float]:
-    """LR factor: linear warm-up from 0.1 over ~3 % of the steps, cosine decay to 0 (OneCycle-like,
-    upstream's schedule, but well defined for a handful of steps)."""
-    warm = max(1, round(0.03 * steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return 0.1 + 0.9 * step / warm
-        return float(0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, steps - warm))))
-
-    return factor
-
-
-class _Board:
-    """TensorBoard scalars under `log_dir`; a no-op without one."""
-
-    def __init__(self, log_dir: str | None) -> None:
-        self._writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=log_dir)
-
-    def add(self, tag: str, value: float, step: int) -> None:
-        if self._writer is not None:
-            self._writer.add_scalar(tag, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-
-
-def _train_stage(
-    name: str,
-    module: torch.nn.Module,
-    losses: Callable[..., dict[str, torch.Tensor]],
-    val_loss: Callable[..., torch.Tensor],
-    batches: Callable[[], tuple[torch.Tensor, torch.Tensor]],
-    val: tuple[torch.Tensor, torch.Tensor] | None,
-    steps: int,
-    lr: float,
-    board: _Board,
-    device: str,
-) -> dict[str, float]:
-    """AdamW steps on `module`; per-step losses and ~10 val losses go to `board` under `name/`.
-
-    Like upstream's scripts, the weights with the best val loss are kept at the end.
-    """
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=lr, betas=_BETAS, weight_decay=_WEIGHT_DECAY)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _one_cycle(steps))
-    every, best, best_state, facts = max(1, steps // 10), float("inf"), None, {}
-    for step in range(steps):
-        module.train()
-        with _autocast(device):
-            parts = losses(module, *batches())
-        check_loss(parts["loss"], f"{name} step {step}")
-        optimiser.zero_grad(set_to_none=True)
-        parts["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(params, _GRAD_CLIP[name])
-        board.add(f"{name}/learning_rate", optimiser.param_groups[0]["lr"], step)
-        optimiser.step()
-        schedule.step()
-        for key, value in parts.items():
-            board.add(f"{name}/{'train_loss' if key == 'loss' else key}", float(value.detach()), step)
-        facts[f"{name}_train_loss"] = float(parts["loss"].detach())
-        if val is not None and ((step + 1) % every == 0 or step == steps - 1):
-            loss = _evaluate(module, val_loss, val, device)
-            board.add(f"{name}/val_loss", loss, step)
-            if loss < best:
-                best, best_state = loss, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-    if best_state is not None:
-        module.load_state_dict(best_state)
-        facts[f"{name}_best_val_loss"] = best
-    module.eval()
-    return facts
-
-
-def _evaluate(module: torch.nn.Module, loss: Callable[..., torch.Tensor], val: tuple, device: str) -> float:
-    module.eval()
-    with torch.no_grad(), _autocast(device):
-        return float(loss(module, *val))
-
-
 # ---------------------------------------------------------------------------- sampling
 
 
@@ -309,7 +193,8 @@ def _sample_paths(
     `x` is (N, T, 6) context; `stamp` (N, T + horizon, 5) covers context and targets; `draw`
     turns last-position logits into one code per row.
     """
-    s1, s2 = tokenizer.encode(x, half=True)
+    with fp32(x):
+        s1, s2 = tokenizer.encode(x, half=True)
     for _ in range(horizon):
         start, stop = max(0, s1.size(1) - limit), s1.size(1)
         s1_logits, context = model.decode_s1(s1[:, start:], s2[:, start:], stamp[:, start:stop])
@@ -317,7 +202,8 @@ def _sample_paths(
         next_s2 = draw(model.decode_s2(context, next_s1)[:, -1])
         s1, s2 = torch.cat([s1, next_s1], dim=1), torch.cat([s2, next_s2], dim=1)
     start = max(0, s1.size(1) - limit)
-    return tokenizer.decode([s1[:, start:], s2[:, start:]], half=True)[:, -horizon:].float()
+    with fp32(x):
+        return tokenizer.decode([s1[:, start:], s2[:, start:]], half=True)[:, -horizon:]
 
 
 def _origin_groups(origins: np.ndarray, context: int, chunk: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -346,22 +232,24 @@ class KronosAdapter(Adapter):
         self.tokenizer: KronosTokenizer | None = None
         self.model: Kronos | None = None
 
-    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.tokenizer, self.model = build_models(self.config, self.device)
         steps = {stage: int(self.config[f"{stage}_steps"]) for stage in ("tokenizer", "predictor")}
-        facts = {f"{stage}_steps": float(n) for stage, n in steps.items()}
+        facts: dict[str, float | str] = {f"{stage}_steps": float(n) for stage, n in steps.items()}
+        facts["checkpoint_chosen_on"] = "none"  # zero-shot, or no val window to choose on
         if not any(steps.values()):
-            return facts  # zero-shot
-        board = _Board(log_dir)
+            return facts
+        board = Board(log_dir)
         try:
             facts.update(self._fine_tune(data, steps, board))
         finally:
             board.close()
         return facts
 
-    def _fine_tune(self, data: UnitData, steps: dict[str, int], board: _Board) -> dict[str, float]:
-        """Stage 1 (tokenizer), then stage 2 (predictor on the now frozen tokenizer)."""
+    def _fine_tune(self, data: UnitData, steps: dict[str, int], board: Board) -> dict[str, float | str]:
+        """Stage 1 (tokenizer), then stage 2 (predictor on the now frozen tokenizer), each keeping
+        its weights with the best val loss."""
         length, context_rows = self._train_window(len(data.train))
         feats, stamps = _features(data.frame), _stamps(data.frame, 0)
         rng = np.random.default_rng(self.seed)
@@ -372,23 +260,19 @@ class KronosAdapter(Adapter):
             return _windows(feats, stamps, starts, length, context_rows, self.device)
 
         val = self._val_windows(data, feats, stamps, length, context_rows)
-        stage = partial(
-            _train_stage,
-            batches=batches,
-            val=val,
-            lr=float(self.config["learning_rate"]),
-            board=board,
-            device=self.device,
-        )
-        facts = {}
+        stage = partial(train_stage, batches=batches, val=val, board=board, device=self.device)
+        facts: dict[str, float | str] = {} if val is None else {"checkpoint_chosen_on": "val"}
         if steps["tokenizer"]:
-            facts |= stage(
-                "tokenizer", self.tokenizer, _tokenizer_losses, _tokenizer_val_loss, steps=steps["tokenizer"]
-            )
+            # upstream config.py: the tokenizer at its own rate (2e-4), above the predictor's (4e-5)
+            val_loss = partial(tokenizer_val_loss, first=context_rows)
+            lr = float(self.config["tokenizer_learning_rate"])
+            facts |= stage("tokenizer", self.tokenizer, tokenizer_losses, val_loss, steps=steps["tokenizer"], lr=lr)
         self.tokenizer.eval().requires_grad_(False)
         if steps["predictor"]:
-            losses = _predictor_losses(self.tokenizer)
-            facts |= stage("predictor", self.model, losses, _total(losses), steps=steps["predictor"])
+            losses = partial(predictor_losses, tokenizer=self.tokenizer)
+            val_loss = partial(predictor_val_loss, tokenizer=self.tokenizer, first=context_rows)
+            lr = float(self.config["learning_rate"])
+            facts |= stage("predictor", self.model, losses, val_loss, steps=steps["predictor"], lr=lr)
         return facts
 
     def _train_window(self, train_rows: int) -> tuple[int, int]:
@@ -401,7 +285,9 @@ class KronosAdapter(Adapter):
         return length, length - horizon
 
     def _val_windows(self, data: UnitData, feats, stamps, length: int, context_rows: int):
-        """Up to 16 fixed windows whose target rows lie in the val range (context may precede it)."""
+        """Up to 32 fixed windows, each a forecast from an origin in the val range: `context_rows`
+        rows before it (they may be training rows), then its target rows, all inside val. The val
+        losses score those target rows only; None when val holds no full horizon."""
         first = max(0, data.val.start - context_rows)
         last = data.val.stop - length
         if last < first:
@@ -432,7 +318,7 @@ class KronosAdapter(Adapter):
         stamp_t = torch.tensor(stamps[rows], device=self.device).repeat_interleave(samples, dim=0)
         temperature, top_p = float(self.config["temperature"]), float(self.config["top_p"])
         draw = partial(_sample, temperature=temperature, top_p=top_p, generator=generator)
-        with torch.no_grad(), _autocast(self.device):
+        with torch.no_grad(), mixed_precision(self.device):
             paths = _sample_paths(self.tokenizer, self.model, x_t, stamp_t, horizon, self.max_context, draw)
         close = paths[..., _CLOSE].cpu().numpy().reshape(len(origins), samples, horizon)
         close = close * std[:, :, _CLOSE, None] + mean[:, :, _CLOSE, None]
