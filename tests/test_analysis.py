@@ -379,3 +379,38 @@ def test_all_models_runner_routes_flags_and_checks_before_running(tmp_path, caps
     assert runner.main(["--models", "tft", "--metric", "val_nope", "--storage", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown model 'nope'" in err and "val_nope" in err
+
+
+def _sweep_at(root, name: str, model: str, params: list[dict]) -> None:
+    """A stored sweep of `model` with one complete one-fold unit per configuration."""
+    fold = {"name": "wf_1", "train_start": "20100104", "train_end": "20150101", "val_start": "20150102",
+            "val_end": "20150201", "test_start": "20150301", "test_end": "20150401"}  # fmt: skip
+    sweep = os.path.join(root, name)
+    os.makedirs(sweep)
+    spec = {"model": model, "mode": "grid", "name": name, "seeds": [7], "metric": "val_pct_mae", "columns": {}}
+    with open(os.path.join(sweep, "sweep.json"), "w") as f:
+        json.dump({"spec": spec, "folds": [fold], "started": "2026-01-01"}, f)
+    for t, p in enumerate(params):
+        unit = os.path.join(sweep, f"trial_{name}_{t}", "units", "wf_1__seed7")
+        os.makedirs(os.path.join(unit, "model"))
+        with open(os.path.join(sweep, f"trial_{name}_{t}", "params.json"), "w") as f:
+            json.dump(p, f)
+        with open(os.path.join(unit, "record.json"), "w") as f:
+            json.dump({"fold": "wf_1", "seed": 7, "unit": "wf_1__seed7", "metrics": {"val_pct_mae": 1.0 + t}}, f)
+
+
+def test_models_are_compared_at_one_horizon_and_the_rest_is_named(tmp_path, capsys):
+    _sweep_at(tmp_path, "tft_h1", "tft", [{"max_prediction_length": 1, "hidden_size": h} for h in (8, 16)])
+    _sweep_at(tmp_path, "chronos_h5", "chronos2", [{"prediction_length": 5, "learning_rate": 0.1}])
+    res = Results(str(tmp_path))
+    compare = res.compare(metric="val_pct_mae")
+    assert compare.attrs["horizon"] == 1 and list(compare["model"]) == ["tft"]
+    assert compare.attrs["left_out"] == ["chronos_h5: horizon 5 ≠ 1"]
+    at5 = res.compare(metric="val_pct_mae", horizon=5)
+    assert list(at5["model"]) == ["chronos2"] and at5.attrs["left_out"] == ["tft_h1: horizon 1 ≠ 5"]
+    assert "Compared at a horizon of 1 step(s); left out (another horizon): chronos_h5" in res.report()
+    assert best_main(["--results", str(tmp_path), "--horizon", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "horizon 5 steps" in out and "Best: chronos2" in out and "left out (another horizon" in out
+    assert best_main(["--results", str(tmp_path), "--horizon", "3"]) == 2
+    assert "no runs with horizon 3" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 from conftest import TINY_TFT, run_cli
 
@@ -119,6 +120,12 @@ CLI_CASES = [
     (["--config", "nope.json"], "config file 'nope.json' does not exist"),
     (["--configs", "nope.json"], "--configs 'nope.json'"),
     (["--resume", "--name", "never_ran"], "nothing to resume"),
+    (["--name", "../../x"], "--name '../../x' must be a plain directory name"),
+    (["--name", "a/b"], "--name 'a/b' must be a plain directory name"),
+    (["--name", ".hidden"], "--name '.hidden' must be a plain directory name"),
+    (["--name", ".."], "--name '..' must be a plain directory name"),
+    (["--horizon", "0"], "--horizon must be at least 1"),
+    (["--horizon", "-2"], "--horizon must be at least 1"),
 ]
 
 
@@ -265,4 +272,61 @@ def test_missing_model_package_says_how_to_install(tmp_path, capsys, monkeypatch
     code = main("chronos2", ["--init", "scratch", "--storage", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and "is not installed" in err and "pip install chronos-forecasting" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_name_traversal_is_refused_on_s3_before_anything_is_touched(capsys):
+    # The bucket does not exist and no endpoint answers: a refusal that came later would say so instead.
+    code, err = _main(["--storage", "s3://no-such-bucket/prefix", "--name", "../elsewhere"], capsys)
+    assert code == 2 and err.strip() == err.strip().splitlines()[0]
+    assert "--name '../elsewhere' must be a plain directory name" in err
+
+
+@pytest.mark.parametrize(
+    "model, horizon, message",
+    [("kronos", "600", "kronos forecasts at most 512 steps"), ("chronos2", "1025", "chronos2 forecasts at most 1024")],
+)
+def test_horizon_beyond_what_a_model_forecasts(tmp_path, capsys, model, horizon, message):
+    from sweeps.cli import main
+
+    code = main(model, ["--horizon", horizon, "--init", "scratch", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_horizon_in_param_ranges_conflicts(tmp_path, capsys):
+    path = _write(tmp_path, {"param_ranges": {"max_prediction_length": [1, 5]}})
+    code, err = _main(["--config", path, "--horizon", "3", "--storage", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--horizon fixes max_prediction_length" in err
+
+
+def test_horizon_fixes_every_configuration_of_every_mode():
+    from search_spaces import strategies, toto
+
+    fixed = {"prediction_length": 8}
+    configs = strategies.configurations("priority", toto, toto.BASELINE, {}, None, fixed)
+    assert {c["prediction_length"] for c in configs} == {8}  # PRIORITY lists a 128-step point
+    search = strategies.build("optuna", toto, toto.BASELINE, fixed=fixed)
+    assert search.param_space["prediction_length"] == 8
+
+
+def _returns_file(tmp_path) -> str:
+    from conftest import synthetic_prices
+
+    frame = synthetic_prices(600)
+    frame["close"] = np.log(frame["close"]).diff().fillna(0.0)  # a log-return series: half its values < 0
+    path = tmp_path / "returns.parquet"
+    frame.to_parquet(path)
+    return str(path)
+
+
+def test_non_positive_target_is_refused_for_pct_metrics(tmp_path, capsys):
+    data = _returns_file(tmp_path)
+    code, err = _main(["--data", data, "--storage", str(tmp_path / "r")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "target column 'close' has" in err and "value(s) ≤ 0 (first on 2015-01-01)" in err
+    assert "--metric val_rel_mae or val_mae" in err
+    code, err = _main(["--data", data, "--metric", "val_sharpe", "--storage", str(tmp_path / "r")], capsys)
+    assert code == 2 and "val_sharpe divides by prices" in err
     assert not (tmp_path / "r").exists()
