@@ -80,8 +80,10 @@ def _aligned(part: pd.DataFrame, members: list[str]) -> tuple[np.ndarray, dict[s
     return truth["y_true"].to_numpy().reshape(n, h), preds, y_last
 
 
-def unit_metrics(table: pd.DataFrame, members: list[str]) -> pd.DataFrame:
-    """Metrics of each member and each combination, per fold × seed, on the shared forecasts."""
+def unit_metrics(table: pd.DataFrame, members: list[str], scales: dict[str, float] | None = None) -> pd.DataFrame:
+    """Metrics of each member and each combination, per fold × seed, on the shared forecasts.
+
+    `scales` maps a fold to its training window's MASE scale (a record's `mase_scale`)."""
     rows = []
     for (fold, seed), part in table.groupby(["fold", "seed"]):
         if part["config_id"].nunique() < len(members):
@@ -92,7 +94,8 @@ def unit_metrics(table: pd.DataFrame, members: list[str]) -> pd.DataFrame:
         stack = np.stack([preds[m] for m in members])
         candidates = {**preds, **{name: fn(stack, axis=0) for name, fn in COMBINERS.items()}}
         for name, y_pred in candidates.items():
-            metrics = {f"test_{k}": v for k, v in evaluate(y_true, y_pred, y_last).items()}
+            scale = (scales or {}).get(fold)
+            metrics = {f"test_{k}": v for k, v in evaluate(y_true, y_pred, y_last, scale).items()}
             rows.append({"fold": fold, "seed": seed, "member": name, "origins": len(y_true), **metrics})
     return pd.DataFrame(rows)
 
@@ -132,7 +135,9 @@ def run(path: str, top_k: int = 3, metric: str | None = None, stored: bool = Fal
     if len(members) < 2:
         raise ResultsError(f"an ensemble needs at least 2 complete configurations, {sweep.name} has {len(members)}")
     table = stored_forecasts(runs, members) if stored else loaded_forecasts(sweep, runs, members)
-    units = unit_metrics(table, members)
+    done = runs[runs["status"] == "complete"]
+    scales = done.groupby("fold")["mase_scale"].first().to_dict() if "mase_scale" in done else {}
+    units = unit_metrics(table, members, scales)
     test = "test_" + metric.removeprefix("val_")
     summ = summary(units, members, test)
     result = {"sweep": sweep.name, "members": members, "source": "stored" if stored else "checkpoints"}

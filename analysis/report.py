@@ -58,6 +58,13 @@ def flagged_units(runs, metric: str) -> list[dict]:
     return out
 
 
+def _versus_naive(ranked) -> list[dict]:
+    """Each complete configuration's verdicts, best first, as JSON-ready rows."""
+    keys = [k for k in ("config_id", *verdicts.ROW_KEYS) if k in ranked]
+    ok = ranked[ranked["status"] == "ok"][keys]
+    return [{k: (None if v != v else v) for k, v in row.items()} for row in ok.to_dict(orient="records")]
+
+
 def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
     """summary.json: the best configuration, verdicts, counts of configurations and units, failures and why."""
     errors = Counter(t.ranked.loc[t.ranked["error"] != "", "error"])
@@ -76,6 +83,7 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
         "spa_pvalue": v["spa_pvalue"],
         "answer": verdicts.spa_words(v["spa_pvalue"].get("test")),
         "verdicts": v,
+        "configurations_vs_naive": _versus_naive(t.ranked),
         "flagged_units": flagged_units(t.runs, t.metric),
         "best_overall": best,
         "best_per_model": {best["model"]: best} if best else {},

@@ -92,6 +92,19 @@ def test_sweep_on_s3_survives_a_kill_and_resumes_from_s3(s3_env, tmp_path):
     assert f"configuration {winner}" in best.stdout and "s3://" in best.stdout, best.stdout
     exported = json.loads((tmp_path / "best.json").read_text())
     assert exported["config_id"] == winner and exported["checkpoint"].startswith(f"{storage}/s3sweep/trial_")
+    # Metrics recomputed from the stored forecasts, on S3: an old record keeps its values under metrics_v1.
+    record_key = sorted(k for k in keys if k.endswith("record.json"))[0]
+    old = json.loads(_read(client, record_key))
+    old["metrics"].pop("val_rel_mae")
+    old.pop("metrics_version")
+    client.put_object(Bucket=BUCKET, Key=record_key, Body=json.dumps(old).encode())
+    redo = subprocess.run([sys.executable, str(ROOT / "analysis" / "report.py"), f"{storage}/s3sweep",
+                           "--recompute-metrics", "--no-plots"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert redo.returncode == 0 and "metrics recomputed for 3 of 3 complete units" in redo.stdout, redo.stderr[-2000:]
+    again = json.loads(_read(client, record_key))
+    assert again["metrics_v1"] == old["metrics"] and "val_rel_mae" in again["metrics"]
+    assert json.loads(_read(client, "res/s3sweep/summary.json"))["spa_pvalue"]["test"] is not None
     # No credential ends up in the results.
     for key in keys:
         if key.endswith((".json", ".csv")):
