@@ -22,9 +22,10 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
     test = "test_" + metric.removeprefix("val_")
     shown = ranked.head(top)
     labels = config_labels(ranked, shown.index)
+    rel = test != "test_rel_mae"  # its own column unless it is the test metric already
     lines = [
-        f"rank  {metric} (mean ± std)  robust  {test}  rel_mae(test)  vs naive (test DM)  MCS  units  "
-        f"{'sweep  ' if sweeps else ''}configuration"
+        f"rank  {metric} (mean ± std)  robust  {test}  {'rel_mae(test)  ' if rel else ''}vs naive (test DM)  MCS  "
+        f"units  {'sweep  ' if sweeps else ''}configuration"
     ]
     for i, r in shown.iterrows():
         status = "" if r["status"] == "ok" else f"  [{r['status'].upper()}{': ' + r['error'] if r['error'] else ''}]"
@@ -36,7 +37,7 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
         versus = f"{r.get('verdict', 'untested')} p={fmt(r.get('test_dm_p_pooled'))}" if r["status"] == "ok" else "-"
         lines.append(
             f"{r['rank']:>4}  {fmt(r.get(metric))} ± {fmt(r.get(f'{metric}_std'))}  {fmt(r['robust_score'])}  "
-            f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae'))}  {versus}  {_mcs(r.get('in_mcs'))}  {units}  "
+            f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae')) + '  ' if rel else ''}{versus}  {_mcs(r.get('in_mcs'))}  {units}  "
             f"{r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
         )
     if len(ranked) > top:
@@ -55,8 +56,8 @@ def verdict_text(summary: dict) -> str:
         [
             f"Beats the random walk? val: {spa_words(spa.get('val'))}",
             f"                       test: {spa_words(spa.get('test'))}",
-            f"90 % Model Confidence Set (val): {mcs.get('val', 0)} of {tested.get('val', 0)} configurations "
-            "are indistinguishable from the best",
+            f"90 % Model Confidence Set (val): {mcs.get('val', 0)} of {tested.get('val', 0)} configuration(s), "
+            "those statistically indistinguishable from the best",
         ]
     )
 
