@@ -10,7 +10,8 @@ import sys
 from typing import NoReturn
 
 from search_spaces.strategies import MODES
-from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, parse_seeds, read_config_file
+from sweeps import resume
+from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, check_name, parse_seeds, read_config_file
 from trainables import registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
@@ -61,10 +62,24 @@ def parser(model: str) -> argparse.ArgumentParser:
     d.add_argument("--val-size", type=int, default=126, help="rows of each generated val window")
     d.add_argument("--test-size", type=int, default=126, help="rows of each generated test window")
     d.add_argument("--seeds", help="replica seeds: a count (e.g. 2) or a list (7,11,13); default 2")
+    d.add_argument(
+        "--horizon",
+        type=int,
+        help="steps forecast from each origin, the same in every configuration (default: the model's baseline); "
+        "give every model the same one to compare them",
+    )
     r = p.add_argument_group("where and how it runs")
     r.add_argument("--storage", default="results", help="results root: local directory or s3://bucket/prefix")
     r.add_argument("--name", help="sweep name (default: <model>_<mode>); results go to <storage>/<name>")
-    r.add_argument("--resume", action="store_true", help="continue the interrupted sweep of that name (Tune restore)")
+    r.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=("auto",),
+        help="continue the interrupted sweep of that name (Tune restore); --resume auto: continue the "
+        "sweep this command line describes if it is stored, start it if not, refuse if it differs",
+    )
     r.add_argument("--overwrite", action="store_true", help="replace an existing sweep of the same name")
     r.add_argument(
         "--merge",
@@ -117,6 +132,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         training_config=fields.get("training_config", {}),
         param_ranges=fields.get("param_ranges", {}),
         points=_read_points(args.configs) if args.configs else None,
+        horizon=_horizon(args.horizon, entry, fields.get("param_ranges", {})),
         max_runs=args.max_runs,
         num_samples=args.num_samples,
         metric=args.metric,
@@ -137,6 +153,19 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
     check(spec, entry.spaces().BASELINE, list(registry.MODELS))
     _check_metric(spec.metric)
     return spec
+
+
+def _horizon(horizon: int | None, entry: registry.ModelEntry, ranges: dict) -> int | None:
+    """--horizon, checked against what the model can forecast; it fixes the horizon of every configuration."""
+    if horizon is None:
+        return None
+    if horizon < 1:
+        raise SpecError(f"--horizon must be at least 1, got {horizon}")
+    if entry.max_horizon is not None and horizon > entry.max_horizon:
+        raise SpecError(f"--horizon {horizon}: {entry.name} forecasts at most {entry.max_horizon} steps")
+    if entry.horizon_key in ranges:
+        raise SpecError(f"--horizon fixes {entry.horizon_key}: remove param_ranges.{entry.horizon_key} (or --horizon)")
+    return horizon
 
 
 def _weight_flags(args: argparse.Namespace, baseline: dict) -> dict:
@@ -173,8 +202,11 @@ def _read_points(path: str) -> list[dict]:
 
 
 def resumed_spec(model: str, args: argparse.Namespace) -> SweepSpec:
-    """The recorded spec of the sweep to resume: --name, else the newest sweep of this model."""
-    name = args.name or _latest_sweep(model, args.storage)
+    """The spec to run for --resume: the recorded spec of --name, else of the newest sweep of this
+    model; for --resume auto, the flags' spec as resume.auto decides (restore, start or refuse)."""
+    if args.resume == "auto":
+        return resume.auto(spec_from_args(model, args))
+    name = check_name(args.name) if args.name else _latest_sweep(model, args.storage)
     path = f"{args.storage.rstrip('/')}/{name}/sweep.json"
     if not store.exists(path):
         raise SpecError(f"--resume: nothing to resume at {args.storage}/{name} (no sweep.json)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from search_spaces import strategies
-from sweeps import merge, provenance
+from sweeps import merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
@@ -31,9 +32,12 @@ class Prepared:
 
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     """The largest value `key` takes in this sweep's configurations (for checking fold lengths)."""
-    spaces = registry.get(spec.model).spaces()
+    entry = registry.get(spec.model)
+    spaces, fixed = entry.spaces(), spec.fixed(entry.horizon_key)
+    if key in fixed:
+        return int(fixed[key])
     if spec.mode != "optuna":
-        configs = strategies.configurations(spec.mode, spaces, baseline, spec.param_ranges, spec.points)
+        configs = strategies.configurations(spec.mode, spaces, baseline, spec.param_ranges, spec.points, fixed)
         return int(max(c[key] for c in configs[: spec.max_runs]))
     dom = spaces.OPTUNA.get(key)
     if dom is None:
@@ -82,9 +86,41 @@ def prepare(spec: SweepSpec) -> Prepared:
     base = spec.baseline(entry.spaces().BASELINE)
     context, horizon = _longest(spec, entry.context_key, base), _longest(spec, entry.horizon_key, base)
     fold_mod.validate(list(folds), ts, context, horizon)
+    _check_positive(spec, frame)
     _check_weights(base)
     _check_target(spec, folds)
+    _warn_few_origins(folds, ts, context, horizon)  # last: bad input gets its one error line alone
     return Prepared(frame, features, folds)
+
+
+MIN_ORIGINS = 30  # fewer forecast origins per window leave the DM test with little power
+
+
+def _check_positive(spec: SweepSpec, frame: pd.DataFrame) -> None:
+    """A metric that divides by prices needs a target above zero everywhere."""
+    from trainables.metrics import needs_positive
+
+    bad = (frame["close"] <= 0).to_numpy()
+    if bad.any() and needs_positive(spec.metric):
+        first = pd.Timestamp(frame["timestamp"].iloc[int(bad.argmax())]).date()
+        raise SpecError(
+            f"target column {spec.columns.close!r} has {int(bad.sum())} value(s) ≤ 0 (first on {first}): "
+            f"{spec.metric} divides by prices; select on --metric val_rel_mae or val_mae (pct metrics are then NaN)"
+        )
+
+
+def _warn_few_origins(folds: tuple[Fold, ...], ts: pd.Series, context: int, horizon: int) -> None:
+    """A warning, not an error: too few origins per val / test window for the tests against naive."""
+    from trainables.unit import origins
+
+    for split, at in (("val", 1), ("test", 2)):
+        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon)) for f in folds]
+        if min(counts) < MIN_ORIGINS:
+            print(
+                f"warning: {split} windows give {min(counts)} forecast origin(s) at horizon {horizon} "
+                f"(fewer than {MIN_ORIGINS} leave the DM test vs naive weak): use --{split}-size {MIN_ORIGINS * horizon}",
+                file=sys.stderr,
+            )
 
 
 def _check_weights(base: dict) -> None:
@@ -97,6 +133,9 @@ def _check_weights(base: dict) -> None:
 
 def _check_target(spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
     if spec.resume:
+        meta = _stored_meta(spec)
+        if meta is not None:  # restored trials must run the folds their units were made on
+            resume.check_folds(meta["folds"], folds)
         return
     if spec.merge:
         meta = _stored_meta(spec)
@@ -200,15 +239,13 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     )
     trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frame=prepared.frame), resources)
     if spec.resume:
-        if not tune.Tuner.can_restore(path):
+        if not resume.restorable(path):
             raise SpecError(f"--resume: {path} holds no restorable Tune experiment")
         print(f"Resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
-        if spec.overwrite and local and os.path.isdir(path):
-            import shutil
-
-            shutil.rmtree(path)
+        if spec.overwrite and store.exists(path):  # on s3:// too (--resume auto starts over with it)
+            store.delete_dir(path)
         configs = None
         if spec.merge:
             configs = _merge_configs(spec, entry, stored, prior, prepared)
@@ -270,7 +307,8 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
     listed = []
     if spec.mode != "optuna":  # an Optuna sweep grows by re-running its sampled configurations
         base = spec.baseline(entry.spaces().BASELINE)
-        listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points)
+        fixed = spec.fixed(entry.horizon_key)
+        listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
     todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds)
     print(f"--merge: {len(todo)} configuration(s) have units to run")
     return todo
@@ -299,6 +337,7 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
         num_samples=spec.num_samples,
         max_concurrent=concurrent,
         seed=spec.seed,
+        fixed=spec.fixed(entry.horizon_key),
         study_name=spec.name,
         optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
     )

@@ -16,7 +16,8 @@ from trainables import store
 from trainables.folds import Fold
 from trainables.ids import config_id
 
-# Settings of how and where a sweep runs: free to differ between the sweep and the merge.
+# Settings of how and where a sweep runs: free to differ between the sweep and a merge into it or
+# a `--resume auto` restart of it (sweeps/resume.py); every other SweepSpec field defines the sweep.
 RUNTIME = {
     "name",
     "storage",

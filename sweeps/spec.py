@@ -190,7 +190,6 @@ def check_name(value: Any, where: str = "--name") -> str:
     return text
 
 
-
 def _seeds(value: Any, where: str) -> tuple[int, ...]:
     if (
         not isinstance(value, list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,34 @@ def run_cli(*args: str, timeout: int = 300):
         timeout=timeout,
         cwd=ROOT,
     )
+
+
+@contextmanager
+def moto_s3(bucket: str):
+    """A moto S3 server on loopback with `bucket` created: yields (the AWS variables that point at it, a client)."""
+    import socket
+    import subprocess
+    import time
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing-key",
+           "AWS_SECRET_ACCESS_KEY": "testing-secret-value", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                          aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:  # the server is still starting
+                time.sleep(0.1)
+        yield env, client
+    finally:
+        server.terminate()
+        server.wait()

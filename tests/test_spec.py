@@ -124,6 +124,8 @@ CLI_CASES = [
     (["--name", "a/b"], "--name 'a/b' must be a plain directory name"),
     (["--name", ".hidden"], "--name '.hidden' must be a plain directory name"),
     (["--name", ".."], "--name '..' must be a plain directory name"),
+    (["--resume", "--name", "../up"], "--name '../up' must be a plain directory name"),
+    (["--resume", "auto", "--name", "../up"], "--name '../up' must be a plain directory name"),
     (["--horizon", "0"], "--horizon must be at least 1"),
     (["--horizon", "-2"], "--horizon must be at least 1"),
 ]

@@ -5,45 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY_FOLDS, TINY_TFT
+from conftest import ROOT, TINY_FOLDS, TINY_TFT, moto_s3
 
 pytestmark = pytest.mark.slow
 BUCKET = "sweeps"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_env():
-    """A moto S3 server on loopback and the AWS variables that point at it."""
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing-key",
-           "AWS_SECRET_ACCESS_KEY": "testing-secret-value", "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
-    import boto3
-
-    for _ in range(100):
-        try:
-            client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                                  aws_access_key_id="k", aws_secret_access_key="s")  # fmt: skip
-            client.create_bucket(Bucket=BUCKET)
-            break
-        except Exception:
-            time.sleep(0.1)
-    yield env, client
-    server.terminate()
-    server.wait()
+    """A moto S3 server on loopback: (the environment that points at it, a client)."""
+    with moto_s3(BUCKET) as (aws, client):
+        yield {**os.environ, **aws}, client
 
 
 def _keys(client, prefix: str) -> list[str]:

@@ -171,7 +171,9 @@ class UnknownMetric(KeyError):
     """A metric name that is in no METRICS entry (after its val_/test_ prefix)."""
 
 
-def evaluate(y_true: np.ndarray, y_pred: np.ndarray, y_last: np.ndarray, scale: float | None = None) -> dict[str, float]:
+def evaluate(
+    y_true: np.ndarray, y_pred: np.ndarray, y_last: np.ndarray, scale: float | None = None
+) -> dict[str, float]:
     """Every metric in METRICS for one window; `scale` is the training window's in-sample naive MAE."""
     return {name: m.fn(y_true, y_pred, y_last, scale) for name, m in METRICS.items()}
 
