@@ -74,12 +74,13 @@ class Adapter(ABC):
         return int(config["prediction_length"])
 
     @abstractmethod
-    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         """Train on `data.train` (early-stop on `data.val` if the model does).
 
         Fitted statistics (scalers, normalisers) may use the training window or a forecast's
         own context window only. Per-step/epoch losses go to TensorBoard under `log_dir`.
-        Returns small training facts (e.g. epochs run, final losses) for the unit's record.
+        Returns small training facts (e.g. epochs run, final losses) for the unit's record,
+        including `checkpoint_chosen_on`: the split that chose the weights or epoch ("val", "none").
         """
 
     @abstractmethod

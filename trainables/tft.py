@@ -71,7 +71,7 @@ class TFTAdapter(Adapter):
             add_relative_time_idx=True,
         )
 
-    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         import lightning.pytorch as pl
         from lightning.pytorch.callbacks import EarlyStopping
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -122,6 +122,8 @@ class TFTAdapter(Adapter):
         return {
             "epochs": float(trainer.current_epoch),
             "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
+            # Early stopping watches the val window; the last epoch's weights are kept (no checkpoint).
+            "checkpoint_chosen_on": "val",
         }
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
