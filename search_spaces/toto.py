@@ -20,7 +20,7 @@ BASELINE = {
     "batch_size": 16,
     "weight_decay": 0.01,
     "loss": "nll",
-    "num_samples": 64,
+    "num_samples": 256,  # sampled paths per forecast, as the authors evaluate (fev/evaluate.py)
 }
 
 # The baseline; the package's fine-tuning recipe (warmup ≈ 10 % of the run, as its

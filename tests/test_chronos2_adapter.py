@@ -12,7 +12,7 @@ from conftest import synthetic_prices
 
 from search_spaces.chronos2 import BASELINE as DEFAULTS
 from trainables.adapter import UnitData, Window
-from trainables.chronos2 import Chronos2Adapter, build_pipeline
+from trainables.chronos2 import Chronos2Adapter, _min_past, build_pipeline
 from trainables.weights import WeightsNotFound
 
 torch.set_num_threads(1)
@@ -80,6 +80,7 @@ def test_fit_writes_losses_to_tensorboard(fitted):
     assert len(scalars["train/loss"]) == 3  # one per step
     assert scalars["eval/loss"] and np.all(np.isfinite(scalars["eval/loss"]))
     assert facts["num_steps"] == 3 and np.isfinite(facts["train_loss"]) and np.isfinite(facts["best_eval_loss"])
+    assert facts["checkpoint_chosen_on"] == "val" and 1 <= facts["best_step"] <= 3
     # The Trainer's weight copies are removed; nothing is written under the CWD.
     assert not glob.glob(f"{log_dir}/chronos2_trainer/checkpoint-*")
 
@@ -120,7 +121,7 @@ def test_fit_is_deterministic_for_a_seed(fitted, config, data):
 
 def test_zero_shot(config, data, tmp_path):
     adapter = Chronos2Adapter({**config, "num_steps": 0}, seed=0)
-    assert adapter.fit(data, str(tmp_path)) == {"num_steps": 0.0}
+    assert adapter.fit(data, str(tmp_path)) == {"num_steps": 0.0, "checkpoint_chosen_on": "none"}
     forecast = adapter.predict(data, ORIGINS)
     assert forecast.shape == (len(ORIGINS), 5) and np.all(np.isfinite(forecast))
 
@@ -142,3 +143,88 @@ def test_lora_uses_peft(config, data, tmp_path):
 def test_missing_weights_raise(config):
     with pytest.raises(WeightsNotFound):
         Chronos2Adapter({**config, "pretrained": "/no/such/dir"}, seed=0).fit(_unit(_random_walk_frame()), None)
+
+
+def test_fit_keeps_the_best_val_weights_without_writing_checkpoints(config, data, tmp_path, monkeypatch):
+    from chronos.chronos2.trainer import Chronos2Trainer
+
+    saves, evaluations = [], {}
+    save, evaluate = Chronos2Trainer._save_checkpoint, Chronos2Trainer.evaluate
+
+    def spy_save(self, *args, **kwargs):
+        saves.append(self.state.global_step)
+        return save(self, *args, **kwargs)
+
+    def spy_evaluate(self, *args, **kwargs):
+        metrics = evaluate(self, *args, **kwargs)
+        weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        evaluations[self.state.global_step] = (metrics["eval_loss"], weights)
+        return metrics
+
+    monkeypatch.setattr(Chronos2Trainer, "_save_checkpoint", spy_save)
+    monkeypatch.setattr(Chronos2Trainer, "evaluate", spy_evaluate)
+    # A learning rate this high makes the later steps worse than an early one; 10 steps, 10 evaluations.
+    adapter = Chronos2Adapter({**config, "learning_rate": 3e-2, "num_steps": 10}, seed=0)
+    facts = adapter.fit(data, str(tmp_path))
+    assert saves == []  # no Trainer checkpoint was ever written
+    assert not glob.glob(f"{tmp_path}/chronos2_trainer/*/")  # nor is any directory left behind
+    assert len(evaluations) == 10
+    best = min(evaluations, key=lambda step: evaluations[step][0])
+    assert best < 10, f"the last step was the best, the test cannot tell: {evaluations.keys()}"
+    assert facts["best_step"] == best and facts["best_eval_loss"] == evaluations[best][0]
+    kept = adapter.pipeline.model.state_dict()
+    assert all(torch.equal(kept[k], v) for k, v in evaluations[best][1].items())
+
+
+def test_training_contexts_are_as_long_as_evaluation_contexts(config, data, monkeypatch):
+    from chronos.chronos2.dataset import Chronos2Dataset, DatasetMode
+
+    lengths = []
+    construct = Chronos2Dataset._construct_slice
+
+    def spy(self, input_idx):
+        out = construct(self, input_idx)
+        if self.mode == DatasetMode.TRAIN:
+            lengths.append(out[0].shape[-1])
+        return out
+
+    monkeypatch.setattr(Chronos2Dataset, "_construct_slice", spy)
+    Chronos2Adapter({**config, "num_steps": 5}, seed=0).fit(data, None)
+    assert len(lengths) == 5 * config["batch_size"] and set(lengths) == {config["context_length"]}
+
+
+def test_a_short_training_window_falls_back_to_the_pipelines_min_past():
+    assert _min_past(train_rows=300, context=64, horizon=5) == 64
+    assert _min_past(train_rows=60, context=64, horizon=5) == 5
+
+
+def _precision_during_predict(adapter: Chronos2Adapter, data: UnitData) -> set[tuple]:
+    """(parameter dtype, CUDA autocast on, output dtype) of every forward pass of one predict."""
+    seen = set()
+
+    def record(module, _inputs, output):
+        seen.add((next(module.parameters()).dtype, torch.is_autocast_enabled("cuda"), output.quantile_preds.dtype))
+
+    hook = adapter.pipeline.model.register_forward_hook(record)
+    try:
+        assert np.all(np.isfinite(adapter.predict(data, ORIGINS)))
+    finally:
+        hook.remove()
+    return seen
+
+
+def test_predicts_in_float32_from_a_bf16_checkpoint(config, data, tmp_path):
+    torch.manual_seed(0)
+    pipeline = build_pipeline({"init": "scratch", "size": "tiny"})
+    pipeline.model.to(torch.bfloat16)
+    pipeline.save_pretrained(tmp_path)  # transformers 5 loads a checkpoint in its saved dtype
+    adapter = Chronos2Adapter({**config, "pretrained": str(tmp_path), "num_steps": 0}, seed=0)
+    adapter.fit(data, None)
+    assert _precision_during_predict(adapter, data) == {(torch.float32, False, torch.float32)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: bf16 training and autocast are CUDA-only")
+def test_predicts_in_float32_on_a_gpu_after_bf16_training(config, data):
+    adapter = Chronos2Adapter(config, seed=0, device="cuda")
+    adapter.fit(data, None)  # the pipeline trains with bf16=True on sm80+
+    assert _precision_during_predict(adapter, data) == {(torch.float32, False, torch.float32)}

@@ -14,7 +14,8 @@ from toto.model.toto import Toto
 
 from search_spaces.toto import BASELINE as DEFAULTS
 from trainables.adapter import TrainingDiverged, UnitData, Window
-from trainables.toto import TotoAdapter, _crps
+from trainables.toto import TotoAdapter
+from trainables.toto_training import TotoTraining, crps, train_batch, val_ends
 from trainables.weights import WeightsNotFound
 
 torch.set_num_threads(1)
@@ -156,6 +157,7 @@ def test_zero_shot(config, data, tiny_dir, tmp_path):
     adapter = TotoAdapter({**config, "max_steps": 0}, seed=0)
     facts = adapter.fit(data, str(tmp_path))
     assert facts["max_steps"] == 0 and np.isfinite(facts["val_loss"])
+    assert facts["checkpoint_chosen_on"] == "none"
     assert _scalars(str(tmp_path))["val/loss"]  # the zero-shot val loss is on the board too
     reference = Toto.load_from_checkpoint(tiny_dir, use_memory_efficient_attention=False).state_dict()
     assert all(torch.equal(reference[k], v) for k, v in adapter.model.state_dict().items())
@@ -172,9 +174,9 @@ def test_predict_without_fit_and_short_history(config, data):
 def test_quantile_loss_estimates_the_crps():
     torch.manual_seed(0)
     target = torch.zeros(50_000)
-    crps = _crps(torch.distributions.Normal(torch.zeros_like(target), 1.0), target).mean().item()
+    estimate = crps(torch.distributions.Normal(torch.zeros_like(target), 1.0), target).mean().item()
     exact = 2 / math.sqrt(2 * math.pi) - 1 / math.sqrt(math.pi)  # CRPS of N(0, 1) at its mean
-    assert abs(crps - exact) < 0.01
+    assert abs(estimate - exact) < 0.01
 
 
 def test_context_must_be_a_multiple_of_the_patch(config, data):
@@ -194,3 +196,63 @@ def test_a_diverging_fit_stops_with_a_clear_reason(config, data):
         TrainingDiverged, match=r"training diverged: (loss is (nan|inf)|the model's outputs are no longer finite)"
     ):
         adapter.fit(data, None)
+
+
+def _val_curve(log_dir: str) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(log_dir)
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars("val/loss")}
+
+
+def test_fit_keeps_the_weights_of_the_best_val_loss(config, data, tmp_path):
+    # A learning rate this high makes the later steps worse than an early one.
+    adapter = TotoAdapter({**config, "learning_rate": 3e-2, "warmup_steps": 0, "max_steps": 10}, seed=1)
+    facts = adapter.fit(data, str(tmp_path))
+    curve = _val_curve(str(tmp_path))
+    tuned = {step: loss for step, loss in curve.items() if step > 0}  # step 0 is the zero-shot model
+    best = min(tuned, key=tuned.get)
+    assert best < 10, f"the last step was the best, the test cannot tell: {curve}"
+    assert facts["checkpoint_chosen_on"] == "val" and facts["best_step"] == best
+    assert facts["val_loss"] == pytest.approx(tuned[best])  # TensorBoard keeps float32
+    # The weights it kept score that val loss again.
+    training = TotoTraining(adapter.model, adapter.config, 16, "cpu", adapter.seed)
+    assert training.val_loss(data, val_ends(data.val, 16)) == facts["val_loss"]
+
+
+def test_fit_without_val_windows_keeps_the_last_weights(config, data):
+    short_val = UnitData(data.frame, (), TRAIN, Window(300, 310), TEST)  # shorter than a patch
+    facts = TotoAdapter(config, seed=0).fit(short_val, None)
+    assert facts["checkpoint_chosen_on"] == "none" and "best_step" not in facts
+
+
+def test_training_windows_cover_every_end_when_the_window_is_short():
+    y = np.arange(1000, dtype=np.float32)  # a row's value is its index
+    train = Window(100, 160)  # 60 rows: shorter than context 64 + patch 16
+    values, mask = train_batch(y, train, np.random.default_rng(0), context=64, patch=16, size=3000)
+    ends = values[:, -1].astype(int) + 1
+    # Every end with at least one real input patch and one target patch, all equally likely.
+    assert set(ends) == set(range(100 + 2 * 16, 160 + 1))
+    for row, end in zip(values[:50], ends[:50], strict=True):
+        np.testing.assert_array_equal(row[-(end - 100) :], np.arange(100, end))  # real rows, right-aligned
+        assert not row[: 80 - (end - 100)].any()  # left-padded with zeros
+    assert np.array_equal(mask, values > 0)  # padding is masked out, every training row is in
+
+
+def test_default_sample_paths_are_the_authors_256():
+    assert TotoAdapter({}, seed=0).config["num_samples"] == 256
+
+
+def test_sampled_forecasts_are_batched_over_origins_and_independent_of_the_batch(fitted, data):
+    adapter, _, _ = fitted
+    calls = []
+    hook = adapter.model.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        together = adapter.predict(data, ORIGINS)
+    finally:
+        hook.remove()
+    assert len(calls) == 1  # all origins × samples in one forward pass (one decoded patch)
+    # Each origin draws from its own generator: the same paths in any batch.
+    np.testing.assert_array_equal(adapter.predict(data, ORIGINS[::3]), together[::3])
+    np.testing.assert_array_equal(adapter.predict(data, ORIGINS[7:8]), together[7:8])

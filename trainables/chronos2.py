@@ -1,4 +1,10 @@
-"""Chronos-2 (Amazon) adapter: zero-shot, full or LoRA fine-tuning through `Chronos2Pipeline.fit`."""
+"""Chronos-2 (Amazon) adapter: zero-shot, full or LoRA fine-tuning through `Chronos2Pipeline.fit`.
+
+As the authors do: the model is loaded and predicts in float32 (`scripts/evaluation/evaluate.py`,
+`chronos_2(torch_dtype="float32")`), and fine-tuning keeps the weights of the best val loss
+(`fit` sets `load_best_model_at_end=True`). Unlike them, the best weights are kept in memory
+rather than in Trainer checkpoints, and training contexts are as long as evaluation contexts.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from contextlib import nullcontext
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -48,6 +54,7 @@ _TB_TAGS = {
 _PREDICT_BATCH = 256  # series per forward pass at inference
 _MAX_VAL_ORIGINS = 32  # rolling validation origins used for the eval loss
 _META_FILE = "adapter.json"
+_FINAL_CKPT = "finetuned-ckpt"  # where `Chronos2Pipeline.fit` saves its result
 
 
 def _scratch_model(size: str, context_length: int = 2048) -> Chronos2Model:
@@ -78,9 +85,14 @@ def build_pipeline(config: dict[str, Any], device: str = "cpu") -> Chronos2Pipel
         pipeline = Chronos2Pipeline(model=_scratch_model(config["size"]))
     else:
         raise ValueError(f"init must be 'pretrained' or 'scratch', got {config['init']!r}")
-    pipeline.model.to(device)
-    pipeline.model.eval()
+    _to_fp32(pipeline, device)
     return pipeline
+
+
+def _to_fp32(pipeline: Chronos2Pipeline, device: str) -> None:
+    # transformers 5 loads in the checkpoint's saved dtype; the authors evaluate Chronos-2 in fp32.
+    pipeline.model.to(device=device, dtype=torch.float32)
+    pipeline.model.eval()
 
 
 class _TensorBoardLosses(TrainerCallback):
@@ -88,7 +100,6 @@ class _TensorBoardLosses(TrainerCallback):
 
     def __init__(self, log_dir: str | None) -> None:
         self.last: dict[str, float] = {}
-        self.best_eval = float("inf")
         self._writer = None
         if log_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -100,8 +111,6 @@ class _TensorBoardLosses(TrainerCallback):
             if logs and key in logs:
                 value = float(logs[key])
                 self.last[key] = value
-                if key == "eval_loss":
-                    self.best_eval = min(self.best_eval, value)
                 if self._writer is not None:
                     self._writer.add_scalar(tag, value, state.global_step)
 
@@ -109,6 +118,43 @@ class _TensorBoardLosses(TrainerCallback):
         if self._writer is not None:
             self._writer.flush()
             self._writer.close()
+
+
+class _BestWeights(TrainerCallback):
+    """Keeps the trainable weights of the best eval loss in memory and restores them at the end.
+
+    It replaces the pipeline's `load_best_model_at_end` checkpointing, which writes a full model
+    (~0.5 GB for the released one) at every evaluation: nothing is saved during training.
+    """
+
+    def __init__(self) -> None:
+        self.best_loss, self.best_step = float("inf"), 0
+        self._state: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def _trainable(model) -> Iterator[tuple[str, torch.nn.Parameter]]:
+        # LoRA trains the adapters only; the frozen weights never change, so they need no copy.
+        return ((name, p) for name, p in model.named_parameters() if p.requires_grad)
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):  # noqa: ARG002 (TrainerCallback API)
+        loss = (metrics or {}).get("eval_loss", float("nan"))
+        if loss < self.best_loss:
+            self.best_loss, self.best_step = float(loss), state.global_step
+            self._state = {name: p.detach().to("cpu", copy=True) for name, p in self._trainable(model)}
+        # The pipeline's final-step callback asks for a save; the weights are kept here instead.
+        control.should_save = False
+        return control
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):  # noqa: ARG002 (TrainerCallback API)
+        if self._state is None:
+            return
+        with torch.no_grad():
+            for name, p in self._trainable(model):
+                p.copy_(self._state[name])
+
+    @property
+    def chosen(self) -> bool:
+        return self._state is not None
 
 
 def _series(data: UnitData) -> np.ndarray:
@@ -134,12 +180,14 @@ def _eval_every(num_steps: int) -> int:
     return max(1, min(100, num_steps // 10))
 
 
-def _drop_trainer_checkpoints(output_dir: str) -> None:
-    """Remove the Trainer's weight copies: the adapter keeps the model and `save` writes it."""
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if os.path.isdir(path) and (name.startswith("checkpoint-") or name == "finetuned-ckpt"):
-            shutil.rmtree(path, ignore_errors=True)
+def _min_past(train_rows: int, context: int, horizon: int) -> int:
+    """Shortest training context: the full `context` that every evaluation forecast reads.
+
+    The pipeline's default (`min_past=prediction_length`) trains mostly on contexts far shorter
+    than that. A training window without room for one full context + horizon falls back to the
+    default rather than repeating a single window.
+    """
+    return context if train_rows >= context + horizon else horizon
 
 
 class Chronos2Adapter(Adapter):
@@ -151,24 +199,24 @@ class Chronos2Adapter(Adapter):
         super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
         self.pipeline: Chronos2Pipeline | None = None
 
-    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
         seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.pipeline = build_pipeline(self.config, self.device)
         num_steps = int(self.config["num_steps"])
         if num_steps <= 0:
-            return {"num_steps": 0.0}
+            return {"num_steps": 0.0, "checkpoint_chosen_on": "none"}
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
             return self._finetune(data, log_dir, os.path.join(log_dir, "chronos2_trainer"))
         with tempfile.TemporaryDirectory(prefix="chronos2_") as tmp:
             return self._finetune(data, None, tmp)
 
-    def _finetune(self, data: UnitData, log_dir: str | None, output_dir: str) -> dict[str, float]:
-        """Run `Chronos2Pipeline.fit` and keep the fine-tuned pipeline."""
+    def _finetune(self, data: UnitData, log_dir: str | None, output_dir: str) -> dict[str, Any]:
+        """Run `Chronos2Pipeline.fit` and keep the fine-tuned pipeline (its best-val weights)."""
         cfg = self.config
         context, horizon, num_steps = self.context_length(cfg), self.horizon(cfg), int(cfg["num_steps"])
         train = _series(data)[data.train.start : data.train.stop]
-        losses = _TensorBoardLosses(log_dir)
+        losses, best = _TensorBoardLosses(log_dir), _BestWeights()
         every = _eval_every(num_steps)
         try:
             self.pipeline = self.pipeline.fit(
@@ -182,25 +230,31 @@ class Chronos2Adapter(Adapter):
                 num_steps=num_steps,
                 batch_size=int(cfg["batch_size"]),
                 output_dir=output_dir,
-                callbacks=[losses],
+                finetuned_ckpt_name=_FINAL_CKPT,
+                min_past=_min_past(len(train), context, horizon),
+                callbacks=[losses, best],
                 remove_printer_callback=True,
                 # Extra kwargs go to TrainingArguments; the Trainer reseeds from `seed` itself.
                 seed=self.seed,
                 logging_steps=1,
                 eval_steps=every,
-                save_steps=every,
+                # `_BestWeights` keeps the best weights: no Trainer checkpoint is written.
+                save_strategy="no",
+                load_best_model_at_end=False,
                 disable_tqdm=True,
             )
         finally:
             losses.close()
-        _drop_trainer_checkpoints(output_dir)
-        self.pipeline.model.eval()  # the Trainer leaves dropout on
+        # The one copy `fit` always writes; `save` writes the model where the unit keeps it.
+        shutil.rmtree(os.path.join(output_dir, _FINAL_CKPT), ignore_errors=True)
+        _to_fp32(self.pipeline, self.device)  # and eval(): the Trainer leaves dropout on
         facts = {
             "num_steps": float(num_steps),
             "train_loss": losses.last.get("loss", float("nan")),
+            "checkpoint_chosen_on": "val" if best.chosen else "none",
         }
-        if np.isfinite(losses.best_eval):
-            facts["best_eval_loss"] = losses.best_eval
+        if best.chosen:
+            facts.update(best_eval_loss=best.best_loss, best_step=float(best.best_step))
         return facts
 
     def _lora_config(self):
@@ -221,21 +275,16 @@ class Chronos2Adapter(Adapter):
         y = _series(data)
         # Each origin gets its own slice, so no forecast can read a value at or after its origin.
         contexts = [torch.from_numpy(y[max(0, int(o) - context) : int(o)]) for o in origins]
-        with self._autocast():
-            forecasts = self.pipeline.predict(
-                contexts,
-                prediction_length=horizon,
-                batch_size=_PREDICT_BATCH,
-                context_length=context,
-                cross_learning=False,  # True would let origins in one batch see each other's contexts
-            )
+        # No autocast: in bf16 the quantiles are rounded before they are de-normalised.
+        forecasts = self.pipeline.predict(
+            contexts,
+            prediction_length=horizon,
+            batch_size=_PREDICT_BATCH,
+            context_length=context,
+            cross_learning=False,  # True would let origins in one batch see each other's contexts
+        )
         median = self.pipeline.quantiles.index(0.5)
         return np.stack([f[0, median].float().numpy() for f in forecasts]).astype(np.float64)
-
-    def _autocast(self):
-        if str(self.device).startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
 
     def save(self, path: str) -> None:
         if self.pipeline is None:
@@ -264,6 +313,5 @@ class Chronos2Adapter(Adapter):
             meta = json.load(f)
         adapter = cls(meta["config"], meta["seed"], device)
         adapter.pipeline = Chronos2Pipeline.from_pretrained(path)
-        adapter.pipeline.model.to(device)
-        adapter.pipeline.model.eval()
+        _to_fp32(adapter.pipeline, device)
         return adapter

@@ -1,14 +1,9 @@
 """Toto (Datadog) adapter: zero-shot, or fine-tuned with Toto's own next-patch objective.
 
-Losses: "nll" is Toto's pre-training `CombinedLoss` (NLL + Barron robust loss on the mean);
-"quantile" is the pinball loss averaged over all quantile levels (the CRPS) of the predictive
-mixture; "huber" is a Huber loss on the predictive mean. All act in Toto's scaled space.
-
-Training follows the package's `TotoForFinetuning` step (inputs = window[:-patch], targets =
-window[patch:], targets scaled by the model's causal patch loc/scale, loss masked by the
-padding mask) in a plain torch loop, because that module hard-wires `CombinedLoss` and its data
-module needs HF `datasets`. Optimiser and schedule are the package's: AdamW and
-`WarmupStableDecayLR` (linear warmup, stable, 1-sqrt decay over the last fifth).
+The training loop is in `trainables.toto_training`. Forecasts are the median of `num_samples`
+sampled paths (256 by default, as the authors' `evaluation/fev/evaluate.py` draws), each origin
+sampled from its own random generator so that origins can share a batch without their draws
+depending on one another.
 """
 
 from __future__ import annotations
@@ -16,22 +11,19 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from toto.data.util.dataset import MaskedTimeseries
 from toto.inference.forecaster import TotoForecaster
-from toto.model.losses import CombinedLoss
-from toto.model.scheduler import WarmupStableDecayLR
 from toto.model.toto import Toto
 
 from search_spaces.toto import BASELINE
 from trainables import weights
-from trainables.adapter import Adapter, TrainingDiverged, UnitData, Window, check_loss, seed_everything
+from trainables.adapter import Adapter, UnitData, seed_everything
+from trainables.toto_training import TotoTraining, series, windows
 
 # Class names as the released config.json spells them (the package maps them to classes).
 _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
@@ -43,12 +35,8 @@ _SIZES: dict[str, dict[str, Any]] = {
     "small": {"patch_size": 64, "embed_dim": 256, "num_layers": 4, "num_heads": 8, "mlp_hidden_dim": 512, "k": 24},
 }
 
-_LOSSES = ("nll", "quantile", "huber")
 _PREDICT_BATCH = 256  # origins per forward pass in deterministic (mean) decoding
-_PREDICT_SEQUENCES = 4096  # origins × samples per forward pass when sampling on a GPU
-_MAX_VAL_WINDOWS = 16  # val windows scored for the periodic val loss
-_CRPS_SAMPLES = 4  # reparameterised draws per mixture component for the quantile loss
-_MIN_LR_RATIO = 0.1  # the package's default min_lr / lr
+_PREDICT_SEQUENCES = 4096  # origins × samples per forward pass when sampling
 _META_FILE = "adapter.json"
 
 
@@ -106,78 +94,76 @@ def build_model(config: dict[str, Any], device: str = "cpu") -> tuple[Toto, dict
     return model, model_config
 
 
-def _series(data: UnitData) -> np.ndarray:
-    return data.frame[data.target].to_numpy(dtype=np.float32)
+def _last_patch(x: torch.Tensor | float, patch: int) -> torch.Tensor | float:
+    """The last `patch` time steps of a (rows, variates, time[, components]) parameter."""
+    return x[:, :, -patch:] if torch.is_tensor(x) else x
 
 
-def _windows(y: np.ndarray, ends: np.ndarray, length: int, first: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows [end - length, end) of `y` for each end; rows before `first` become padding.
+class _PerOriginDraws:
+    """The forecaster's predictive distribution, sampled with one generator per origin.
 
-    Padding is zero with a False mask, as the package's `pad_array` does: the scaler gives it
-    no weight and the loss ignores it.
+    `distr` is the forecaster's `AffineTransformed` of a Student-t or a mixture of Student-ts
+    (toto.model.distribution). `TotoForecaster.generate_samples` lays its rows out as
+    (samples, origins) and keeps only the last patch of each draw, so `sample` draws just that
+    patch. Only the random numbers are drawn origin by origin; the arithmetic is batched.
     """
-    rows = ends[:, None] - length + np.arange(length)
-    valid = rows >= first
-    values = np.where(valid, y[np.clip(rows, 0, None)], 0.0).astype(np.float32)
-    return values, valid
+
+    def __init__(self, distr: torch.distributions.Distribution, generators: list[torch.Generator], patch: int) -> None:
+        self.distr, self.generators, self.patch = distr, generators, patch
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.distr.mean
+
+    def _per_origin(self, draw: Callable[[torch.Generator, slice], torch.Tensor]) -> torch.Tensor:
+        """`draw(generator, rows)` for each origin's rows, put back in the (samples, origins) layout."""
+        n = len(self.generators)
+        parts = [draw(g, slice(b, None, n)) for b, g in enumerate(self.generators)]
+        return torch.stack(parts, dim=1).flatten(0, 1)
+
+    def sample(self) -> torch.Tensor:
+        base, patch = self.distr.base_dist, self.patch
+        if isinstance(base, torch.distributions.MixtureSameFamily):
+            probs = _last_patch(base.mixture_distribution.probs, patch)
+            uniform = self._per_origin(
+                lambda g, rows: torch.rand(probs[rows].shape[:-1], generator=g, device=probs.device, dtype=probs.dtype)
+            )
+            # The component by inverse CDF, then its parameters.
+            k = (probs.cumsum(-1) < uniform.unsqueeze(-1)).sum(-1, keepdim=True).clamp_max(probs.shape[-1] - 1)
+            comp = base.component_distribution
+            df, loc, scale = (_last_patch(p, patch).gather(-1, k).squeeze(-1) for p in (comp.df, comp.loc, comp.scale))
+        elif isinstance(base, torch.distributions.StudentT):
+            df, loc, scale = (_last_patch(p, patch) for p in (base.df, base.loc, base.scale))
+        else:
+            raise TypeError(f"no per-origin sampler for Toto output distribution {type(base).__name__}")
+        # Student-t as `torch.distributions.StudentT.rsample` makes it: normal * rsqrt(chi2 / df),
+        # chi2(df) = 2 * Gamma(df / 2). `torch._standard_gamma` is what `Gamma.rsample` calls and,
+        # unlike the distribution API, it takes a generator.
+        half_df = 0.5 * df
+        normal = self._per_origin(
+            lambda g, rows: torch.randn(df[rows].shape, generator=g, device=df.device, dtype=df.dtype)
+        )
+        gamma = self._per_origin(lambda g, rows: torch._standard_gamma(half_df[rows], generator=g))
+        chi2 = (2.0 * gamma).clamp_min(torch.finfo(df.dtype).tiny)
+        draws = loc + scale * normal * torch.rsqrt(chi2 / df)
+        return draws * _last_patch(self.distr.scale, patch) + _last_patch(self.distr.loc, patch)
 
 
-def _crps(distr: torch.distributions.Distribution, target: torch.Tensor) -> torch.Tensor:
-    """Pinball loss averaged over all quantile levels (= CRPS), estimated by sampling.
+class _SeededForecaster(TotoForecaster):
+    """TotoForecaster whose sampled paths for each origin come from that origin's own generator.
 
-    CRPS = E|X - y| - E|X - X'| / 2. Each mixture component is sampled with the
-    reparameterisation trick and weighted by its probability, so the locations, scales,
-    degrees of freedom and mixture weights all get gradients.
+    The package samples a whole batch from the global generator, and torch's CPU gamma sampler
+    (inside the Student-t) draws a value-dependent count of random numbers, so one origin's paths
+    would depend on the other origins in its batch (a leak in the no-future-data test).
     """
-    if isinstance(distr, torch.distributions.MixtureSameFamily):
-        weights_ = distr.mixture_distribution.probs  # (..., K)
-        draws = distr.component_distribution.rsample((_CRPS_SAMPLES,))  # (S, ..., K)
-    else:
-        weights_ = torch.ones_like(target).unsqueeze(-1)
-        draws = distr.rsample((_CRPS_SAMPLES,)).unsqueeze(-1)
-    accuracy = ((draws - target.unsqueeze(-1)).abs().mean(0) * weights_).sum(-1)
-    # X' pairs each draw with the next one: independent draws, no second sample needed.
-    partner = draws.roll(1, dims=0)
-    spread = (draws.unsqueeze(-1) - partner.unsqueeze(-2)).abs().mean(0)  # (..., K, K)
-    spread = (spread * weights_.unsqueeze(-1) * weights_.unsqueeze(-2)).sum((-1, -2))
-    return accuracy - 0.5 * spread
 
+    def __init__(self, model, generators: list[torch.Generator]) -> None:
+        super().__init__(model)
+        self.generators = generators
 
-def _huber(distr: torch.distributions.Distribution, target: torch.Tensor) -> torch.Tensor:
-    # On the predictive mean, as the robust half of Toto's CombinedLoss does.
-    return F.huber_loss(distr.mean, target, reduction="none", delta=1.0)
-
-
-def _loss_fn(name: str) -> Callable[[torch.distributions.Distribution, torch.Tensor], torch.Tensor]:
-    """Per-element loss in the model's scaled space."""
-    if name == "nll":
-        return CombinedLoss()  # Toto's pre-training loss: NLL + Barron robust loss
-    if name == "quantile":
-        return _crps
-    if name == "huber":
-        return _huber
-    raise ValueError(f"loss must be one of {_LOSSES}, got {name!r}")
-
-
-def _schedule(optimizer: torch.optim.Optimizer, lr: float, warmup: int, max_steps: int) -> WarmupStableDecayLR:
-    warmup = min(warmup, max_steps)
-    decay = (max_steps - warmup) // 5
-    return WarmupStableDecayLR(
-        optimizer,
-        warmup_steps=warmup,
-        stable_steps=max_steps - warmup - decay,
-        decay_steps=decay,
-        min_lr=lr * _MIN_LR_RATIO,
-        base_lr=lr,
-    )
-
-
-def _val_ends(window: Window, patch: int) -> np.ndarray:
-    """Ends of val windows whose last patch (the scored one) lies inside `window`."""
-    first, last = window.start + patch, window.stop
-    if last < first:
-        return np.array([], dtype=int)
-    return np.unique(np.linspace(first, last, num=min(_MAX_VAL_WINDOWS, last - first + 1)).astype(int))
+    def create_affine_transformed(self, base_distr, loc, scale):  # the package calls it via self
+        distr = TotoForecaster.create_affine_transformed(base_distr, loc, scale)
+        return _PerOriginDraws(distr, self.generators, self.model.patch_embed.patch_size)
 
 
 class TotoAdapter(Adapter):
@@ -206,18 +192,10 @@ class TotoAdapter(Adapter):
         if context <= 0 or context % self._patch:
             raise ValueError(f"context_length {context} must be a positive multiple of Toto's patch size {self._patch}")
 
-    def _on_cuda(self) -> bool:
-        return str(self.device).startswith("cuda")
-
-    def _autocast(self):
-        # bf16 needs no loss scaling; without it (pre-Ampere GPUs) train in float32.
-        if self._on_cuda() and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     # ----------------------------------------------------------------------------- training
 
-    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float]:
+    def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
+        """Fine-tune (max_steps > 0) and keep the weights of the best val loss."""
         self.model = None
         self._ensure_model()
         seed_everything(self.seed)
@@ -228,111 +206,11 @@ class TotoAdapter(Adapter):
             os.makedirs(log_dir, exist_ok=True)
             writer = SummaryWriter(log_dir=log_dir)
         try:
-            return self._train(data, writer)
+            return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(data, writer)
         finally:
             if writer is not None:
                 writer.close()
             self.model.eval()
-
-    def _train(self, data: UnitData, writer) -> dict[str, float]:
-        cfg = self.config
-        max_steps = int(cfg["max_steps"])
-        loss_fn = _loss_fn(cfg["loss"])
-        val_ends = _val_ends(data.val, self._patch)
-        facts = {"max_steps": float(max_steps), "num_params": float(sum(p.numel() for p in self.model.parameters()))}
-        val_loss = self._val_loss(data, val_ends, loss_fn, writer, step=0)  # the zero-shot starting point
-        if max_steps <= 0:
-            return {**facts, "val_loss": val_loss}
-        optimizer, scheduler = self._optimiser(max_steps)
-        rng, y, every = np.random.default_rng(self.seed), _series(data), max(1, max_steps // 10)
-        train_loss = float("nan")
-        for step in range(1, max_steps + 1):
-            train_loss = self._step(self._train_batch(y, data.train, rng), loss_fn, optimizer, scheduler)
-            if writer is not None:
-                writer.add_scalar("train/loss", train_loss, step)
-                writer.add_scalar("train/learning_rate", optimizer.param_groups[0]["lr"], step)
-            if step % every == 0 or step == max_steps:
-                val_loss = self._val_loss(data, val_ends, loss_fn, writer, step)
-        return {**facts, "train_loss": train_loss, "val_loss": val_loss}
-
-    def _optimiser(self, max_steps: int) -> tuple[torch.optim.AdamW, WarmupStableDecayLR]:
-        """AdamW as `TotoForFinetuning.configure_optimizers` sets it up, with its scheduler."""
-        lr = float(self.config["learning_rate"])
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=lr,
-            betas=(0.9, 0.999),
-            eps=1e-7,
-            weight_decay=float(self.config["weight_decay"]),
-        )
-        return optimizer, _schedule(optimizer, lr, int(self.config["warmup_steps"]), max_steps)
-
-    def _step(self, batch: tuple[np.ndarray, np.ndarray], loss_fn, optimizer, scheduler) -> float:
-        self.model.train()
-        loss = self._window_loss(*batch, loss_fn, last_patch_only=False)
-        check_loss(loss, f"step {scheduler.last_epoch}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        return float(loss.detach())
-
-    def _train_batch(self, y: np.ndarray, train: Window, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Random windows of context + one patch that read no row outside the training window."""
-        length, patch = self.context_length(self.config) + self._patch, self._patch
-        if len(train) < 2 * patch:
-            raise ValueError(f"training window has {len(train)} rows; Toto needs at least {2 * patch}")
-        # A training window shorter than context + patch is left-padded, not extended backwards.
-        lowest_end = train.start + min(length, len(train))
-        ends = rng.integers(lowest_end, train.stop + 1, size=int(self.config["batch_size"]))
-        return _windows(y, ends, length, first=train.start)
-
-    def _window_loss(self, values: np.ndarray, mask: np.ndarray, loss_fn, *, last_patch_only: bool) -> torch.Tensor:
-        """Masked mean loss of next-patch prediction over windows, as in `TotoForFinetuning`.
-
-        The model reads window[:-patch]; its outputs at step t forecast window[t + patch], scaled by
-        the causal loc/scale of the patch holding t, so a target never enters its own scaling.
-        """
-        patch = self._patch
-        series = torch.from_numpy(values).to(self.device).unsqueeze(1)  # (batch, 1 variate, time)
-        padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
-        inputs, input_mask = series[..., :-patch], padding[..., :-patch]
-        targets, target_mask = series[..., patch:], padding[..., patch:].clone()
-        if last_patch_only:
-            target_mask[..., :-patch] = False
-        backbone = self.model.model
-        with self._autocast():
-            hidden, loc, scale = backbone.backbone(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
-        if not torch.isfinite(hidden).all():  # else torch.distributions fails on NaN with a long dump
-            raise TrainingDiverged("training diverged: the model's outputs are no longer finite")
-        # The distribution head runs in float32: bf16 log-densities are too coarse for the NLL.
-        distr = backbone.output_distribution(hidden.float())
-        eps = torch.finfo(series.dtype).eps
-        scaled_targets = (targets - loc.float()) / (scale.float() + eps)
-        loss = loss_fn(distr, scaled_targets) * target_mask
-        return loss.sum() / target_mask.sum().clamp_min(1)
-
-    @torch.no_grad()
-    def _val_loss(self, data: UnitData, ends: np.ndarray, loss_fn, writer, step: int) -> float:
-        """Loss on the first patch after each val origin (context may reach back before val)."""
-        if len(ends) == 0:
-            return float("nan")
-        self.model.eval()
-        length = self.context_length(self.config) + self._patch
-        values, mask = _windows(_series(data), ends, length, first=0)
-        with torch.random.fork_rng(devices=self._rng_devices()):
-            torch.manual_seed(self.seed)  # quantile loss samples: same draws at every evaluation
-            loss = float(self._window_loss(values, mask, loss_fn, last_patch_only=True))
-        if writer is not None:
-            writer.add_scalar("val/loss", loss, step)
-        return loss
-
-    def _rng_devices(self) -> list[int]:
-        if not self._on_cuda():
-            return []
-        index = torch.device(self.device).index
-        return [torch.cuda.current_device() if index is None else index]
 
     # ---------------------------------------------------------------------------- inference
 
@@ -342,11 +220,10 @@ class TotoAdapter(Adapter):
         model.eval()
         origins = np.asarray(origins, dtype=int)
         context = self.context_length(self.config)
-        values, mask = _windows(_series(data), origins, context, first=0)  # rows before each origin only
-        forecaster = TotoForecaster(model.model)
+        values, mask = windows(series(data), origins, context, first=0)  # rows before each origin only
         chunk = self._origins_per_batch()
         out = [
-            self._forecast(forecaster, values[i : i + chunk], mask[i : i + chunk], int(origins[i]))
+            self._forecast(values[i : i + chunk], mask[i : i + chunk], origins[i : i + chunk])
             for i in range(0, len(origins), chunk)
         ]
         if not out:
@@ -357,36 +234,34 @@ class TotoAdapter(Adapter):
         num_samples = int(self.config["num_samples"])
         if num_samples <= 0:
             return _PREDICT_BATCH
-        # CPU gamma sampling draws a value-dependent count of random numbers, so in one batch an
-        # origin's draws would shift when another origin's context changes (a leak in the
-        # no-future-data test): there, sample one origin at a time, its samples as one batch.
-        if not self._on_cuda():
-            return 1
         return max(1, _PREDICT_SEQUENCES // num_samples)
 
+    def _generators(self, origins: np.ndarray) -> list[torch.Generator]:
+        # Seeded from (seed, origin): an origin's paths are the same in any batch, on any call.
+        return [torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + int(o)) for o in origins]
+
     @torch.no_grad()
-    def _forecast(self, forecaster: TotoForecaster, values: np.ndarray, mask: np.ndarray, origin: int) -> np.ndarray:
-        series = torch.from_numpy(values).to(self.device).unsqueeze(1)
+    def _forecast(self, values: np.ndarray, mask: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        series_ = torch.from_numpy(values).to(self.device).unsqueeze(1)
         padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
         inputs = MaskedTimeseries(
-            series=series,
+            series=series_,
             padding_mask=padding,
-            id_mask=torch.zeros_like(series, dtype=torch.int),
+            id_mask=torch.zeros_like(series_, dtype=torch.int),
             # Toto only carries time stamps along; daily steps stand in for the real ones.
-            timestamp_seconds=torch.zeros_like(series, dtype=torch.int),
-            time_interval_seconds=torch.full(series.shape[:2], 86_400, dtype=torch.int, device=self.device),
+            timestamp_seconds=torch.zeros_like(series_, dtype=torch.int),
+            time_interval_seconds=torch.full(series_.shape[:2], 86_400, dtype=torch.int, device=self.device),
         )
         horizon, num_samples = self.horizon(self.config), int(self.config["num_samples"])
         # Full precision here: the decoder appends samples to a float32 KV cache.
-        with torch.random.fork_rng(devices=self._rng_devices()):
-            torch.manual_seed(self.seed * 1_000_003 + origin)
-            if num_samples > 0:
-                forecast = forecaster.forecast(
-                    inputs, prediction_length=horizon, num_samples=num_samples, samples_per_batch=num_samples
-                )
-                point = forecast.median
-            else:
-                point = forecaster.forecast(inputs, prediction_length=horizon).mean
+        if num_samples > 0:
+            forecaster = _SeededForecaster(self.model.model, self._generators(origins))
+            forecast = forecaster.forecast(
+                inputs, prediction_length=horizon, num_samples=num_samples, samples_per_batch=num_samples
+            )
+            point = forecast.median
+        else:
+            point = TotoForecaster(self.model.model).forecast(inputs, prediction_length=horizon).mean
         return point[:, 0].float().cpu().numpy()
 
     # ------------------------------------------------------------------------------ storage

@@ -1,0 +1,248 @@
+"""Toto fine-tuning loop: Toto's own next-patch objective in a plain torch loop.
+
+Training follows the package's `TotoForFinetuning._train_or_val_step` (inputs = window[:-patch],
+targets = window[patch:], targets scaled by the model's causal patch loc/scale, loss masked by
+the padding mask), because that module hard-wires `CombinedLoss` and its data module needs HF
+`datasets`. Optimiser and schedule are the package's: AdamW and `WarmupStableDecayLR` (linear
+warmup, stable, 1-sqrt decay over the last fifth). As the authors' `finetune_toto.py` keeps the
+best-val checkpoint (`ModelCheckpoint(monitor="val_loss")`), the loop restores the weights of the
+best periodic val loss.
+
+Losses: "nll" is Toto's pre-training `CombinedLoss` (NLL + Barron robust loss on the mean);
+"quantile" is the pinball loss averaged over all quantile levels (the CRPS) of the predictive
+mixture; "huber" is a Huber loss on the predictive mean. All act in Toto's scaled space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from toto.model.losses import CombinedLoss
+from toto.model.scheduler import WarmupStableDecayLR
+from toto.model.toto import Toto
+
+from trainables.adapter import TrainingDiverged, UnitData, Window, check_loss
+
+LOSSES = ("nll", "quantile", "huber")
+_MAX_VAL_WINDOWS = 16  # val windows scored for the periodic val loss
+_CRPS_SAMPLES = 4  # reparameterised draws per mixture component for the quantile loss
+_MIN_LR_RATIO = 0.1  # the package's default min_lr / lr
+_EVALUATIONS = 10  # periodic val losses per run (besides the zero-shot one at step 0)
+
+LossFn = Callable[[torch.distributions.Distribution, torch.Tensor], torch.Tensor]
+
+
+def series(data: UnitData) -> np.ndarray:
+    return data.frame[data.target].to_numpy(dtype=np.float32)
+
+
+def windows(y: np.ndarray, ends: np.ndarray, length: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [end - length, end) of `y` for each end; rows before `first` become padding.
+
+    Padding is zero with a False mask, as the package's `pad_array` does: the scaler gives it
+    no weight and the loss ignores it.
+    """
+    rows = ends[:, None] - length + np.arange(length)
+    valid = rows >= first
+    values = np.where(valid, y[np.clip(rows, 0, None)], 0.0).astype(np.float32)
+    return values, valid
+
+
+def train_batch(
+    y: np.ndarray, train: Window, rng: np.random.Generator, context: int, patch: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`size` random windows of context + one patch that read no row outside `train`.
+
+    Every end from one real input patch + one target patch to the window's end is equally
+    likely, and windows reaching before `train` are left-padded: the authors' data module samples
+    split points with GluonTS `ExpectedNumInstanceSampler(min_future=patch_size)` and pads the
+    past (`FinetuneDataModule.setup`). Their sampler also allows an empty past (`min_past=0`);
+    we ask for one real patch, since our padding is masked and an all-padding input has nothing
+    to condition on.
+    """
+    if len(train) < 2 * patch:
+        raise ValueError(f"training window has {len(train)} rows; Toto needs at least {2 * patch}")
+    ends = rng.integers(train.start + 2 * patch, train.stop + 1, size=size)
+    return windows(y, ends, context + patch, first=train.start)
+
+
+def crps(distr: torch.distributions.Distribution, target: torch.Tensor) -> torch.Tensor:
+    """Pinball loss averaged over all quantile levels (= CRPS), estimated by sampling.
+
+    CRPS = E|X - y| - E|X - X'| / 2. Each mixture component is sampled with the
+    reparameterisation trick and weighted by its probability, so the locations, scales,
+    degrees of freedom and mixture weights all get gradients.
+    """
+    if isinstance(distr, torch.distributions.MixtureSameFamily):
+        weights_ = distr.mixture_distribution.probs  # (..., K)
+        draws = distr.component_distribution.rsample((_CRPS_SAMPLES,))  # (S, ..., K)
+    else:
+        weights_ = torch.ones_like(target).unsqueeze(-1)
+        draws = distr.rsample((_CRPS_SAMPLES,)).unsqueeze(-1)
+    accuracy = ((draws - target.unsqueeze(-1)).abs().mean(0) * weights_).sum(-1)
+    # X' pairs each draw with the next one: independent draws, no second sample needed.
+    partner = draws.roll(1, dims=0)
+    spread = (draws.unsqueeze(-1) - partner.unsqueeze(-2)).abs().mean(0)  # (..., K, K)
+    spread = (spread * weights_.unsqueeze(-1) * weights_.unsqueeze(-2)).sum((-1, -2))
+    return accuracy - 0.5 * spread
+
+
+def _huber(distr: torch.distributions.Distribution, target: torch.Tensor) -> torch.Tensor:
+    # On the predictive mean, as the robust half of Toto's CombinedLoss does.
+    return F.huber_loss(distr.mean, target, reduction="none", delta=1.0)
+
+
+def loss_fn(name: str) -> LossFn:
+    """Per-element loss in the model's scaled space."""
+    if name == "nll":
+        return CombinedLoss()  # Toto's pre-training loss: NLL + Barron robust loss
+    if name == "quantile":
+        return crps
+    if name == "huber":
+        return _huber
+    raise ValueError(f"loss must be one of {LOSSES}, got {name!r}")
+
+
+def _schedule(optimizer: torch.optim.Optimizer, lr: float, warmup: int, max_steps: int) -> WarmupStableDecayLR:
+    warmup = min(warmup, max_steps)
+    decay = (max_steps - warmup) // 5
+    return WarmupStableDecayLR(
+        optimizer,
+        warmup_steps=warmup,
+        stable_steps=max_steps - warmup - decay,
+        decay_steps=decay,
+        min_lr=lr * _MIN_LR_RATIO,
+        base_lr=lr,
+    )
+
+
+def val_ends(window: Window, patch: int) -> np.ndarray:
+    """Ends of val windows whose last patch (the scored one) lies inside `window`."""
+    first, last = window.start + patch, window.stop
+    if last < first:
+        return np.array([], dtype=int)
+    return np.unique(np.linspace(first, last, num=min(_MAX_VAL_WINDOWS, last - first + 1)).astype(int))
+
+
+def on_cuda(device: str) -> bool:
+    return str(device).startswith("cuda")
+
+
+class TotoTraining:
+    """Fine-tunes `model` in place on one unit; `run` returns the unit's training facts."""
+
+    def __init__(self, model: Toto, config: dict[str, Any], patch: int, device: str, seed: int) -> None:
+        self.model, self.config, self.patch, self.device, self.seed = model, config, patch, device, seed
+        self.context = int(config["context_length"])
+        self.loss_fn = loss_fn(config["loss"])
+
+    def run(self, data: UnitData, writer) -> dict[str, Any]:
+        max_steps = int(self.config["max_steps"])
+        ends = val_ends(data.val, self.patch)
+        facts: dict[str, Any] = {
+            "max_steps": float(max_steps),
+            "num_params": float(sum(p.numel() for p in self.model.parameters())),
+        }
+        val_loss = self.val_loss(data, ends, writer, step=0)  # the zero-shot starting point
+        if max_steps <= 0:
+            return {**facts, "val_loss": val_loss, "checkpoint_chosen_on": "none"}
+        optimizer, scheduler = self._optimiser(max_steps)
+        rng, y, every = np.random.default_rng(self.seed), series(data), max(1, max_steps // _EVALUATIONS)
+        train_loss, best, best_step, best_state = float("nan"), float("inf"), 0, None
+        for step in range(1, max_steps + 1):
+            batch = train_batch(y, data.train, rng, self.context, self.patch, int(self.config["batch_size"]))
+            train_loss = self._step(batch, optimizer, scheduler)
+            if writer is not None:
+                writer.add_scalar("train/loss", train_loss, step)
+                writer.add_scalar("train/learning_rate", optimizer.param_groups[0]["lr"], step)
+            if step % every == 0 or step == max_steps:
+                val_loss = self.val_loss(data, ends, writer, step)
+                # Candidates are the fine-tuned steps only, as for the authors' ModelCheckpoint
+                # (no validation before training); the zero-shot model is its own configuration.
+                if val_loss < best:
+                    best, best_step = val_loss, step
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        facts.update(train_loss=train_loss, val_loss=val_loss, checkpoint_chosen_on="none")
+        if best_state is not None:  # no val window (NaN losses): keep the last weights
+            self.model.load_state_dict(best_state)
+            facts.update(val_loss=best, best_step=float(best_step), checkpoint_chosen_on="val")
+        return facts
+
+    def _optimiser(self, max_steps: int) -> tuple[torch.optim.AdamW, WarmupStableDecayLR]:
+        """AdamW as `TotoForFinetuning.configure_optimizers` sets it up, with its scheduler."""
+        lr = float(self.config["learning_rate"])
+        optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=lr,
+            betas=(0.9, 0.999),
+            eps=1e-7,
+            weight_decay=float(self.config["weight_decay"]),
+        )
+        return optimizer, _schedule(optimizer, lr, int(self.config["warmup_steps"]), max_steps)
+
+    def _step(self, batch: tuple[np.ndarray, np.ndarray], optimizer, scheduler) -> float:
+        self.model.train()
+        loss = self._window_loss(*batch, last_patch_only=False)
+        check_loss(loss, f"step {scheduler.last_epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        return float(loss.detach())
+
+    def _autocast(self):
+        # bf16 needs no loss scaling; without it (pre-Ampere GPUs) train in float32.
+        if on_cuda(self.device) and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _window_loss(self, values: np.ndarray, mask: np.ndarray, *, last_patch_only: bool) -> torch.Tensor:
+        """Masked mean loss of next-patch prediction over windows, as in `TotoForFinetuning`.
+
+        The model reads window[:-patch]; its outputs at step t forecast window[t + patch], scaled by
+        the causal loc/scale of the patch holding t, so a target never enters its own scaling.
+        """
+        patch = self.patch
+        series_ = torch.from_numpy(values).to(self.device).unsqueeze(1)  # (batch, 1 variate, time)
+        padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
+        inputs, input_mask = series_[..., :-patch], padding[..., :-patch]
+        targets, target_mask = series_[..., patch:], padding[..., patch:].clone()
+        if last_patch_only:
+            target_mask[..., :-patch] = False
+        backbone = self.model.model
+        with self._autocast():
+            hidden, loc, scale = backbone.backbone(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
+        if not torch.isfinite(hidden).all():  # else torch.distributions fails on NaN with a long dump
+            raise TrainingDiverged("training diverged: the model's outputs are no longer finite")
+        # The distribution head runs in float32: bf16 log-densities are too coarse for the NLL.
+        distr = backbone.output_distribution(hidden.float())
+        eps = torch.finfo(series_.dtype).eps
+        scaled_targets = (targets - loc.float()) / (scale.float() + eps)
+        loss = self.loss_fn(distr, scaled_targets) * target_mask
+        return loss.sum() / target_mask.sum().clamp_min(1)
+
+    @torch.no_grad()
+    def val_loss(self, data: UnitData, ends: np.ndarray, writer=None, step: int = 0) -> float:
+        """Loss on the first patch after each val origin (context may reach back before val)."""
+        if len(ends) == 0:
+            return float("nan")
+        self.model.eval()
+        values, mask = windows(series(data), ends, self.context + self.patch, first=0)
+        with torch.random.fork_rng(devices=self._rng_devices()):
+            torch.manual_seed(self.seed)  # quantile loss samples: same draws at every evaluation
+            loss = float(self._window_loss(values, mask, last_patch_only=True))
+        if writer is not None:
+            writer.add_scalar("val/loss", loss, step)
+        return loss
+
+    def _rng_devices(self) -> list[int]:
+        if not on_cuda(self.device):
+            return []
+        index = torch.device(self.device).index
+        return [torch.cuda.current_device() if index is None else index]
