@@ -17,6 +17,7 @@ and named in `notes`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -261,10 +262,9 @@ def sweep_losses(sweep_path: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, lis
     path, key = files.join(sweep_path, LOSSES_FILE), _units_key(runs)
     cached = files.read_parquet(path)
     if cached is not None and cached[1].get("units") == key:
-        return cached[0], []
+        return cached[0], json.loads(cached[1].get("unreadable", "[]"))
     losses, bad = read_losses(runs)
-    if not bad:  # a cache only of complete reads
-        files.write_parquet(path, losses, {"units": key})
+    files.write_parquet(path, losses, {"units": key, "unreadable": json.dumps(bad)})
     return losses, bad
 
 
