@@ -4,7 +4,7 @@
 configuration is scored on the same horizon. `size` only matters with init="scratch".
 """
 
-from ray import tune
+from search_spaces import domains as d
 
 BASELINE = {
     "pretrained": "amazon/chronos-2",
@@ -55,11 +55,29 @@ PARAM_RANGES = {
 }
 
 OPTUNA = {
-    "learning_rate": tune.loguniform(1e-6, 3e-4),
-    "context_length": tune.qrandint(64, 512, 32),
-    "num_steps": tune.qrandint(0, 500, 50),
-    "batch_size": tune.choice([16, 32, 64]),
-    "finetune_mode": tune.choice(["full", "lora"]),
-    "lora_r": tune.choice([4, 8, 16, 32]),
-    "lora_alpha": tune.choice([8, 16, 32, 64]),
+    "learning_rate": d.loguniform(1e-6, 3e-4),
+    "context_length": d.qrandint(64, 512, 32),
+    "num_steps": d.qrandint(0, 500, 50),
+    "batch_size": d.choice([16, 32, 64]),
+    "finetune_mode": d.choice(["full", "lora"]),
+    "lora_r": d.choice([4, 8, 16, 32]),
+    "lora_alpha": d.choice([8, 16, 32, 64]),
 }
+
+# Randomly initialised architectures for init="scratch" (tests, ablations, offline machines).
+SIZES = {
+    "tiny": {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4},
+    "small": {"d_model": 128, "d_kv": 32, "d_ff": 256, "num_layers": 4, "num_heads": 4},
+}
+
+# A tiny random model and a few steps, for tests and benchmarks.
+TINY = {
+    "init": "scratch",
+    "size": "tiny",
+    "context_length": 64,
+    "prediction_length": 2,
+    "num_steps": 3,
+    "batch_size": 8,
+}
+# What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
+ZERO_SHOT = {"num_steps": 0}

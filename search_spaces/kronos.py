@@ -1,6 +1,6 @@
 """Kronos search spaces: data only. Strategy builders live in search_spaces.strategies."""
 
-from ray import tune
+from search_spaces import domains as d
 
 # The released Kronos-small with its tokenizer; the predictor fine-tuned at upstream's predictor
 # learning rate (4e-5) on a frozen tokenizer. When the tokenizer is fine-tuned too, it trains at
@@ -59,13 +59,45 @@ PARAM_RANGES = {
 }
 
 OPTUNA = {
-    "learning_rate": tune.loguniform(1e-5, 1e-3),
-    "context_length": tune.choice([128, 256, 512]),
-    "tokenizer_steps": tune.choice([0, 100]),  # whether to fine-tune the tokenizer
-    "tokenizer_learning_rate": tune.loguniform(5e-5, 1e-3),  # matters only when it is fine-tuned
-    "predictor_steps": tune.qrandint(50, 500, 50),
-    "batch_size": tune.choice([16, 32, 64]),
-    "temperature": tune.uniform(0.5, 1.2),
-    "top_p": tune.uniform(0.7, 1.0),
-    "num_samples": tune.choice([20, 50, 100]),
+    "learning_rate": d.loguniform(1e-5, 1e-3),
+    "context_length": d.choice([128, 256, 512]),
+    "tokenizer_steps": d.choice([0, 100]),  # whether to fine-tune the tokenizer
+    "tokenizer_learning_rate": d.loguniform(5e-5, 1e-3),  # matters only when it is fine-tuned
+    "predictor_steps": d.qrandint(50, 500, 50),
+    "batch_size": d.choice([16, 32, 64]),
+    "temperature": d.uniform(0.5, 1.2),
+    "top_p": d.uniform(0.7, 1.0),
+    "num_samples": d.choice([20, 50, 100]),
 }
+
+# Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small) for init="scratch";
+# "tiny" shrinks them for tests. d_model must divide by 4: the dependency layer has 4 heads
+# whatever n_heads is.
+SIZES = {
+    "tiny": {
+        "tokenizer": {"d_model": 32, "n_heads": 2, "ff_dim": 64, "n_enc_layers": 2, "n_dec_layers": 2,
+                      "s1_bits": 4, "s2_bits": 4, "group_size": 4},
+        "predictor": {"n_layers": 2, "d_model": 32, "n_heads": 2, "ff_dim": 64, "ffn_dropout_p": 0.0,
+                      "attn_dropout_p": 0.0, "resid_dropout_p": 0.0, "token_dropout_p": 0.0},
+    },
+    "small": {
+        "tokenizer": {"d_model": 256, "n_heads": 4, "ff_dim": 512, "n_enc_layers": 4, "n_dec_layers": 4,
+                      "s1_bits": 10, "s2_bits": 10, "group_size": 4},
+        "predictor": {"n_layers": 8, "d_model": 512, "n_heads": 8, "ff_dim": 1024, "ffn_dropout_p": 0.25,
+                      "attn_dropout_p": 0.1, "resid_dropout_p": 0.25, "token_dropout_p": 0.1},
+    },
+}  # fmt: skip
+
+# A tiny random model and a few steps, for tests and benchmarks.
+TINY = {
+    "init": "scratch",
+    "size": "tiny",
+    "context_length": 64,
+    "prediction_length": 2,
+    "tokenizer_steps": 2,
+    "predictor_steps": 2,
+    "batch_size": 4,
+    "num_samples": 2,
+}
+# What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
+ZERO_SHOT = {"tokenizer_steps": 0, "predictor_steps": 0}

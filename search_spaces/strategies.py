@@ -15,6 +15,8 @@ from typing import Any
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from search_spaces import domains
+
 MODES = ("grid", "quick", "full", "priority", "ofat", "optuna")
 
 
@@ -107,7 +109,7 @@ def build(
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    searched = {k: v for k, v in spaces.OPTUNA.items() if k not in fixed}
+    searched = {k: domains.to_tune(v) for k, v in spaces.OPTUNA.items() if k not in fixed}
     space = {**baseline, **searched}
     storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_storage}") if optuna_storage else None
     searcher = OptunaSearch(

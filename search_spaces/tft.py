@@ -1,6 +1,6 @@
 """TFT search spaces: data only. Strategy builders live in search_spaces.strategies."""
 
-from ray import tune
+from search_spaces import domains as d
 
 BASELINE = {
     "max_encoder_length": 60,
@@ -51,11 +51,23 @@ PARAM_RANGES = {
 }
 
 OPTUNA = {
-    "learning_rate": tune.loguniform(1e-4, 3e-2),
-    "hidden_size": tune.choice([8, 16, 32, 64]),
-    "attention_head_size": tune.choice([1, 2, 4]),
-    "dropout": tune.uniform(0.0, 0.4),
-    "hidden_continuous_size": tune.choice([4, 8, 16]),
-    "max_encoder_length": tune.qrandint(20, 120, 10),
-    "gradient_clip_val": tune.loguniform(0.01, 1.0),
+    "learning_rate": d.loguniform(1e-4, 3e-2),
+    "hidden_size": d.choice([8, 16, 32, 64]),
+    "attention_head_size": d.choice([1, 2, 4]),
+    "dropout": d.uniform(0.0, 0.4),
+    "hidden_continuous_size": d.choice([4, 8, 16]),
+    "max_encoder_length": d.qrandint(20, 120, 10),
+    "gradient_clip_val": d.loguniform(0.01, 1.0),
+}
+
+# A tiny TFT for tests and the demo: one epoch of three batches, about a second a unit on one core.
+TINY = {
+    "max_encoder_length": 20,
+    "max_prediction_length": 2,
+    "batch_size": 32,
+    "max_epochs": 1,
+    "limit_train_batches": 3,
+    "hidden_size": 8,
+    "attention_head_size": 1,
+    "hidden_continuous_size": 4,
 }

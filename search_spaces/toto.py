@@ -6,7 +6,7 @@ forecasting task: it moves only in the "longer context" priority point. `size` o
 with init="scratch".
 """
 
-from ray import tune
+from search_spaces import domains as d
 
 BASELINE = {
     "pretrained": "Datadog/Toto-Open-Base-1.0",
@@ -64,11 +64,32 @@ PARAM_RANGES = {
 }
 
 OPTUNA = {
-    "learning_rate": tune.loguniform(1e-5, 1e-3),
-    "context_length": tune.qrandint(256, 1024, 64),  # multiples of the patch size
-    "warmup_steps": tune.qrandint(0, 100, 10),
-    "max_steps": tune.qrandint(100, 1000, 100),
-    "batch_size": tune.choice([8, 16, 32]),
-    "weight_decay": tune.uniform(0.0, 0.1),
-    "loss": tune.choice(["nll", "quantile", "huber"]),
+    "learning_rate": d.loguniform(1e-5, 1e-3),
+    "context_length": d.qrandint(256, 1024, 64),  # multiples of the patch size
+    "warmup_steps": d.qrandint(0, 100, 10),
+    "max_steps": d.qrandint(100, 1000, 100),
+    "batch_size": d.choice([8, 16, 32]),
+    "weight_decay": d.uniform(0.0, 0.1),
+    "loss": d.choice(["nll", "quantile", "huber"]),
 }
+
+# Randomly initialised architectures for init="scratch" (tests, ablations, offline machines):
+# the released layout, shrunk.
+SIZES = {
+    "tiny": {"patch_size": 16, "embed_dim": 64, "num_layers": 2, "num_heads": 4, "mlp_hidden_dim": 128, "k": 8},
+    "small": {"patch_size": 64, "embed_dim": 256, "num_layers": 4, "num_heads": 8, "mlp_hidden_dim": 512, "k": 24},
+}
+
+# A tiny random model and a few steps, for tests and benchmarks.
+TINY = {
+    "init": "scratch",
+    "size": "tiny",
+    "context_length": 64,
+    "prediction_length": 4,
+    "max_steps": 3,
+    "warmup_steps": 1,
+    "batch_size": 4,
+    "num_samples": 8,
+}
+# What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
+ZERO_SHOT = {"max_steps": 0}

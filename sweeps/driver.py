@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from search_spaces import strategies
+from search_spaces import domains, strategies
 from sweeps import merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
@@ -42,7 +42,7 @@ def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     dom = spaces.OPTUNA.get(key)
     if dom is None:
         return int(baseline[key])
-    return int(max([baseline[key], *(getattr(dom, "categories", None) or [getattr(dom, "upper", baseline[key])])]))
+    return int(max(baseline[key], domains.largest(dom)))
 
 
 def _check_storage(storage: str) -> None:

@@ -1,11 +1,14 @@
 """Search spaces are data; strategy builders turn them into Tune searches."""
 
-import pytest
-from ray import tune
+import subprocess
+import sys
 
-from search_spaces import strategies
+import pytest
+
+from search_spaces import domains, strategies
 from trainables import registry
 
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 BASE = {"a": 1, "b": 0.1, "c": "x"}
 
 
@@ -57,5 +60,24 @@ def test_every_space_is_consistent_with_its_baseline(name):
     for point in spaces.PRIORITY:
         assert set(point) <= keys
     for key, domain in spaces.OPTUNA.items():
-        if isinstance(spaces.BASELINE[key], int) and not isinstance(domain, tune.search.sample.Categorical):
-            assert isinstance(domain, tune.search.sample.Integer), f"{key} is an int: use an integer domain"
+        if isinstance(spaces.BASELINE[key], int) and not isinstance(domain, domains.Choice):
+            assert isinstance(domain, domains.Integer), f"{key} is an int: use an integer domain"
+    for key in {**spaces.TINY, **getattr(spaces, "ZERO_SHOT", {})}:
+        assert key in keys, f"TINY/ZERO_SHOT sets {key!r}, which the baseline lacks"
+
+
+def test_search_space_modules_import_without_ray():
+    """Analysis and validation read the spaces as data; a Ray import there would cost seconds."""
+    names = [registry.get(m).space_module for m in registry.MODELS]
+    code = f"import sys; import {', '.join(names)}; print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
+
+
+def test_optuna_domains_become_the_same_tune_domains():
+    from ray import tune
+
+    assert domains.to_tune(domains.qrandint(20, 120, 10)).upper == 120
+    assert isinstance(domains.to_tune(domains.loguniform(1e-4, 1e-2)).sampler, tune.search.sample.LogUniform)
+    assert domains.to_tune(domains.choice([1, 2])).categories == [1, 2]
+    assert domains.largest(domains.choice([128, 512, 256])) == 512

@@ -73,6 +73,11 @@ class Adapter(ABC):
         """Steps forecast from each origin."""
         return int(config["prediction_length"])
 
+    @classmethod
+    def seed_free(cls, config: dict[str, Any]) -> bool:  # noqa: ARG003 (overridden per model)
+        """Whether a unit's forecasts are the same for every seed (then one run serves all seeds)."""
+        return False
+
     @abstractmethod
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         """Train on `data.train` (early-stop on `data.val` if the model does).

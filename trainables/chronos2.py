@@ -21,15 +21,9 @@ import torch
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model, Chronos2Pipeline
 from transformers.trainer_callback import TrainerCallback
 
-from search_spaces.chronos2 import BASELINE
+from search_spaces.chronos2 import BASELINE, SIZES
 from trainables import weights
 from trainables.adapter import Adapter, UnitData, seed_everything
-
-# Randomly initialised architectures for init="scratch" (tests, ablations, offline machines).
-_SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4},
-    "small": {"d_model": 128, "d_kv": 32, "d_ff": 256, "num_layers": 4, "num_heads": 4},
-}
 
 # 21 levels as in the released model; long-horizon unrolling needs 0.1 … 0.9 among them.
 _QUANTILES = [0.01, 0.05] + [round(0.05 * k, 2) for k in range(2, 19)] + [0.95, 0.99]
@@ -59,8 +53,8 @@ _FINAL_CKPT = "finetuned-ckpt"  # where `Chronos2Pipeline.fit` saves its result
 
 def _scratch_model(size: str, context_length: int = 2048) -> Chronos2Model:
     """A randomly initialised Chronos-2 with the released architecture, shrunk to `size`."""
-    if size not in _SIZES:
-        raise ValueError(f"size must be one of {sorted(_SIZES)}, got {size!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     chronos_config = {
         "context_length": context_length,
         "input_patch_size": 16,
@@ -72,7 +66,7 @@ def _scratch_model(size: str, context_length: int = 2048) -> Chronos2Model:
         "use_arcsinh": True,
         "time_encoding_scale": context_length,
     }
-    config = Chronos2CoreConfig(**_SIZES[size], chronos_config=chronos_config)
+    config = Chronos2CoreConfig(**SIZES[size], chronos_config=chronos_config)
     config.architectures = ["Chronos2Model"]  # from_pretrained looks the class up by this name
     return Chronos2Model(config)
 
@@ -198,6 +192,12 @@ class Chronos2Adapter(Adapter):
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
         self.pipeline: Chronos2Pipeline | None = None
+
+    @classmethod
+    def seed_free(cls, config: dict[str, Any]) -> bool:
+        """Released weights without fine-tuning: the forecast (a quantile head, no sampling) ignores the seed."""
+        config = {**BASELINE, **config}
+        return config["init"] == "pretrained" and int(config["num_steps"]) <= 0
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
         seed_everything(self.seed)  # before building: a scratch model's init depends on it

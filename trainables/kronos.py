@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
 from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
-from search_spaces.kronos import BASELINE
+from search_spaces.kronos import BASELINE, SIZES
 from trainables import weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 from trainables.kronos_training import (
@@ -35,22 +35,8 @@ from trainables.kronos_training import (
     train_stage,
 )
 
-# Released architectures (config.json of Kronos-Tokenizer-base and Kronos-small); "tiny" shrinks
-# them for tests. d_model must divide by 4: the dependency layer has 4 heads whatever n_heads is.
-_TOKENIZER_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"d_model": 32, "n_heads": 2, "ff_dim": 64, "n_enc_layers": 2, "n_dec_layers": 2,
-             "s1_bits": 4, "s2_bits": 4, "group_size": 4},
-    "small": {"d_model": 256, "n_heads": 4, "ff_dim": 512, "n_enc_layers": 4, "n_dec_layers": 4,
-              "s1_bits": 10, "s2_bits": 10, "group_size": 4},
-}  # fmt: skip
 _TOKENIZER_FIXED = {"d_in": 6, "ffn_dropout_p": 0.0, "attn_dropout_p": 0.0, "resid_dropout_p": 0.0,
                     "beta": 0.05, "gamma0": 1.0, "gamma": 1.1, "zeta": 0.05}  # fmt: skip
-_PREDICTOR_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"n_layers": 2, "d_model": 32, "n_heads": 2, "ff_dim": 64, "ffn_dropout_p": 0.0,
-             "attn_dropout_p": 0.0, "resid_dropout_p": 0.0, "token_dropout_p": 0.0},
-    "small": {"n_layers": 8, "d_model": 512, "n_heads": 8, "ff_dim": 1024, "ffn_dropout_p": 0.25,
-              "attn_dropout_p": 0.1, "resid_dropout_p": 0.25, "token_dropout_p": 0.1},
-}  # fmt: skip
 
 # Context each released predictor was trained with (kronos-finance's model zoo).
 _MAX_CONTEXT = {"Kronos-mini": 2048, "Kronos-small": 512, "Kronos-base": 512}
@@ -79,7 +65,7 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
     """Raise ValueError naming the first bad field."""
     checks = {
         "init": config["init"] in ("pretrained", "scratch"),
-        "size": config["size"] in _TOKENIZER_SIZES,
+        "size": config["size"] in SIZES,
         "context_length": 2 <= int(config["context_length"]) <= limit,
         "prediction_length": int(config["prediction_length"]) >= 1,
         "tokenizer_steps": int(config["tokenizer_steps"]) >= 0,
@@ -113,9 +99,9 @@ def load_models(tokenizer_id: str, predictor_id: str, device: str = "cpu") -> tu
 
 
 def _scratch_models(size: str) -> tuple[KronosTokenizer, Kronos]:
-    tok = _TOKENIZER_SIZES[size]
+    tok = SIZES[size]["tokenizer"]
     tokenizer = KronosTokenizer(**_TOKENIZER_FIXED, **tok)
-    model = Kronos(s1_bits=tok["s1_bits"], s2_bits=tok["s2_bits"], learn_te=True, **_PREDICTOR_SIZES[size])
+    model = Kronos(s1_bits=tok["s1_bits"], s2_bits=tok["s2_bits"], learn_te=True, **SIZES[size]["predictor"])
     return tokenizer, model
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from search_spaces.tft import BASELINE
 from trainables.adapter import Adapter, TrainingDiverged, UnitData, check_loss
 from trainables.features import KNOWN_AHEAD
 
@@ -37,6 +38,9 @@ def _long_frame(data: UnitData, stop: int) -> pd.DataFrame:
 
 class TFTAdapter(Adapter):
     name = "tft"
+
+    def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
+        super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
 
     @staticmethod
     def context_length(config: dict[str, Any]) -> int:

@@ -20,7 +20,7 @@ from toto.data.util.dataset import MaskedTimeseries
 from toto.inference.forecaster import TotoForecaster
 from toto.model.toto import Toto
 
-from search_spaces.toto import BASELINE
+from search_spaces.toto import BASELINE, SIZES
 from trainables import weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 from trainables.toto_training import TotoTraining, series, windows
@@ -29,12 +29,6 @@ from trainables.toto_training import TotoTraining, series, windows
 _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
 _MIXTURE = "<class 'model.distribution.MixtureOfStudentTsOutput'>"
 
-# Randomly initialised architectures for init="scratch": the released one, shrunk.
-_SIZES: dict[str, dict[str, Any]] = {
-    "tiny": {"patch_size": 16, "embed_dim": 64, "num_layers": 2, "num_heads": 4, "mlp_hidden_dim": 128, "k": 8},
-    "small": {"patch_size": 64, "embed_dim": 256, "num_layers": 4, "num_heads": 8, "mlp_hidden_dim": 512, "k": 24},
-}
-
 _PREDICT_BATCH = 256  # origins per forward pass in deterministic (mean) decoding
 _PREDICT_SEQUENCES = 4096  # origins × samples per forward pass when sampling
 _META_FILE = "adapter.json"
@@ -42,9 +36,9 @@ _META_FILE = "adapter.json"
 
 def _scratch_config(size: str) -> dict[str, Any]:
     """Constructor kwargs of a random Toto with the released layout (as config.json holds them)."""
-    if size not in _SIZES:
-        raise ValueError(f"size must be one of {sorted(_SIZES)}, got {size!r}")
-    s = _SIZES[size]
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    s = SIZES[size]
     return {
         "patch_size": s["patch_size"],
         "stride": s["patch_size"],
