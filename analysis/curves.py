@@ -8,8 +8,7 @@ import os
 import pandas as pd
 
 from analysis import files
-
-CURVE_TAGS = ("train_loss_epoch", "train_loss", "val_loss", "loss", "eval_loss")
+from trainables import registry
 
 
 def _scalars(directory: str, tags: tuple[str, ...]) -> list[tuple[str, int, float]]:
@@ -21,11 +20,17 @@ def _scalars(directory: str, tags: tuple[str, ...]) -> list[tuple[str, int, floa
     return [(tag, e.step, e.value) for tag in tags if tag in have for e in acc.Scalars(tag)]
 
 
-def learning_curves(runs: pd.DataFrame, config_ids: list[str], tags: tuple[str, ...] = CURVE_TAGS) -> pd.DataFrame:
-    """Per-epoch/step losses of every unit of these configurations, from `<trial>/tensorboard/<unit>/`.
+def curve_tags(model: str) -> tuple[str, ...]:
+    """The loss tags a model's adapter writes (its registry entry); every known tag for an unknown model."""
+    if model in registry.MODELS:
+        return registry.get(model).curve_tags
+    return tuple(dict.fromkeys(t for e in registry.MODELS.values() for t in e.curve_tags))
 
-    Local results only (event files are read in place); empty if TensorBoard is not installed.
-    """
+
+def learning_curves(runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
+    """Per-epoch/step losses of every unit of these configurations, from `<trial>/tensorboard/<unit>/`,
+    under the tags each unit's model declares. Local results only (event files are read in place);
+    empty if TensorBoard is not installed."""
     cols = ["config_id", "fold", "seed", "tag", "step", "value"]
     try:
         import tensorboard  # noqa: F401
@@ -37,7 +42,7 @@ def learning_curves(runs: pd.DataFrame, config_ids: list[str], tags: tuple[str, 
         path = files.join(str(u["trial_path"]), "tensorboard", str(u["unit"]))
         if files.is_remote(path) or not os.path.isdir(path):
             continue
-        rows += [(u["config_id"], u["fold"], u["seed"], *s) for s in _scalars(path, tags)]
+        rows += [(u["config_id"], u["fold"], u["seed"], *s) for s in _scalars(path, curve_tags(str(u["model"])))]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -26,7 +26,7 @@ from trainables.ids import config_id, unit_key
 
 RUNS_FILE = "sweep_runs.parquet"
 LOGGED_DIR = "_logged"
-TIDY_VERSION = "2"  # 2: unreadable records as rows, mase_scale, metrics_version
+TIDY_VERSION = "3"  # 2: unreadable records as rows, mase_scale, metrics_version; 3: shared_from, checkpoint_chosen_on
 ID_COLUMNS = [
     "model",
     "sweep",
@@ -153,6 +153,11 @@ def _records(trials: pd.DataFrame) -> tuple[list[tuple[str, dict]], list[dict]]:
     return done, bad
 
 
+def _info(record: dict) -> dict:
+    info = record.get("info")
+    return info if isinstance(info, dict) else {}
+
+
 def _unit_of(key: str) -> tuple[str, int]:
     """(fold, seed) from a unit directory name (trainables.ids.unit_key)."""
     fold, _, seed = key.rpartition("__seed")
@@ -174,6 +179,10 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
             "status": "complete",
             "train_seconds": [float(r.get("train_seconds", np.nan)) for _, r in done],
             "checkpoint": [files.join(path_of[t], "units", r["unit"], "model") for t, r in done],
+            # A seed-free unit's run, recorded for another seed too (the same forecasts).
+            "shared_from": [r.get("shared_from") for _, r in done],
+            # The split that chose the unit's weights / epoch: val, train-tail or none (zero-shot).
+            "checkpoint_chosen_on": [_info(r).get("checkpoint_chosen_on") for _, r in done],
         }
     )
     complete = pd.concat([complete, metrics], axis=1)

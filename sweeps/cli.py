@@ -15,6 +15,7 @@ from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, check_name, parse
 from trainables import registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
+from trainables.unit import EARLY_STOP_ON
 from trainables.weights import WeightsNotFound
 
 
@@ -42,11 +43,19 @@ def parser(model: str) -> argparse.ArgumentParser:
         "--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
+    g.add_argument(
+        "--early-stop-on",
+        choices=EARLY_STOP_ON,
+        help="split that picks each unit's checkpoint / early-stopping epoch: val (default; val then also "
+        "ranks the configurations) or train-tail (a held-out tail of the training window, keeping val clean)",
+    )
     w = p.add_argument_group("weights (foundation models: toto, chronos2, kronos)")
     w.add_argument("--pretrained", help="hub id or local directory of the weights (default: the official hub id)")
     w.add_argument("--tokenizer", help="kronos only: hub id or local directory of the tokenizer")
     w.add_argument("--init", choices=("pretrained", "scratch"), help="scratch: randomly initialised model (offline)")
-    w.add_argument("--size", choices=("tiny", "small"), help="architecture size with --init scratch")
+    sizes = getattr(registry.get(model).spaces(), "SIZES", None)
+    if sizes:
+        w.add_argument("--size", choices=sorted(sizes), help="architecture size with --init scratch")
     d = p.add_argument_group("data and folds")
     d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
     d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX or NDX")
@@ -127,6 +136,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         asset=args.asset,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
+        early_stop_on=args.early_stop_on or fields.get("early_stop_on", "val"),
         folds=folds,
         seeds=parse_seeds(args.seeds) if args.seeds else fields.get("seeds", (7, 11)),
         training_config=fields.get("training_config", {}),
@@ -170,7 +180,7 @@ def _horizon(horizon: int | None, entry: registry.ModelEntry, ranges: dict) -> i
 
 def _weight_flags(args: argparse.Namespace, baseline: dict) -> dict:
     """--pretrained/--tokenizer/--init/--size as hyperparameter constants, if the model has them."""
-    given = {k: getattr(args, k) for k in ("pretrained", "tokenizer", "init", "size") if getattr(args, k)}
+    given = {k: getattr(args, k) for k in ("pretrained", "tokenizer", "init", "size") if getattr(args, k, None)}
     for key in given:
         if key not in baseline:
             raise SpecError(f"--{key} does not apply to this model (it has no {key!r} setting)")

@@ -198,7 +198,7 @@ def _record(spec: SweepSpec, prepared: Prepared) -> None:
         "folds": [f.as_dict() for f in prepared.folds],
         "started": datetime.now(UTC).isoformat(),
         **provenance.git_state(),
-        "versions": provenance.versions(),
+        "versions": provenance.versions(registry.get(spec.model).distributions),
         "notes": spec.notes,
     }
     store.write_text(f"{spec.sweep_dir}/sweep.json", store.dumps(meta))
@@ -227,10 +227,12 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     stored, prior = merge.stored_units(path) if spec.merge else ([], {})
     plan = Plan(
         model=spec.model,
+        entry=entry,
         folds=prepared.folds,
         seeds=spec.seeds,
         features=prepared.features,
         metric=spec.metric,
+        early_stop_on=spec.early_stop_on,
         parallel_units=spec.parallel_units,
         cpus_per_unit=spec.cpus_per_trial,
         gpus_per_unit=gpus,

@@ -7,7 +7,8 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("ray", "optuna", "torch", "lightning", "pytorch-forecasting", "pandas", "numpy", "pyarrow")
+# Every sweep's; each model adds its own (`registry.ModelEntry.distributions`).
+PACKAGES = ("ray", "optuna", "torch", "pandas", "numpy", "pyarrow", "scipy", "arch")
 
 
 def git_state() -> dict[str, str | bool | None]:

@@ -15,9 +15,11 @@ from search_spaces.strategies import MODES
 from trainables.data import Columns
 from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
+from trainables.unit import EARLY_STOP_ON
 
 FILE_KEYS = {
     "output_subdir",
+    "early_stop_on",
     "features",
     "replica_seeds",
     "walk_forward",
@@ -61,6 +63,7 @@ class SweepSpec:
     param_ranges: dict[str, list] = field(default_factory=dict)
     points: list[dict] | None = None
     horizon: int | None = None  # --horizon: every configuration forecasts this many steps
+    early_stop_on: str = "val"  # the split that chooses each unit's checkpoint / epoch (unit.EARLY_STOP_ON)
     max_runs: int | None = None
     num_samples: int = 20
     metric: str = "val_pct_mae"
@@ -134,6 +137,8 @@ def read_config_file(path: str) -> dict:
         out["name"] = check_name(raw["output_subdir"], "output_subdir")
     if "features" in raw:
         out["features"] = raw["features"]
+    if "early_stop_on" in raw:
+        out["early_stop_on"] = raw["early_stop_on"]
     if "replica_seeds" in raw:
         out["seeds"] = _seeds(raw["replica_seeds"], "replica_seeds")
     if "training_config" in raw:
@@ -230,6 +235,8 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
     check_name(spec.name, "--name")
     if spec.mode not in MODES:
         raise SpecError(f"--mode {spec.mode!r} is not one of {', '.join(MODES)}")
+    if spec.early_stop_on not in EARLY_STOP_ON:
+        raise SpecError(f"early_stop_on {spec.early_stop_on!r} is not one of {', '.join(EARLY_STOP_ON)}")
     if spec.features not in FEATURE_SETS:
         raise SpecError(f"features {spec.features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
     known = set(model_baseline) | {"seed"}

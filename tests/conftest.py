@@ -12,48 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from trainables import registry
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
 
-# A tiny TFT: one epoch of three batches, so a unit takes about a second on one core.
-TINY_TFT = {
-    "max_encoder_length": 20,
-    "max_prediction_length": 2,
-    "batch_size": 32,
-    "max_epochs": 1,
-    "limit_train_batches": 3,
-    "hidden_size": 8,
-    "attention_head_size": 1,
-    "hidden_continuous_size": 4,
-}
-# Tiny foundation models: randomly initialised, a few fine-tuning steps, short context.
-TINY = {
-    "tft": TINY_TFT,
-    "toto": {
-        "context_length": 64,
-        "prediction_length": 4,
-        "max_steps": 3,
-        "warmup_steps": 1,
-        "batch_size": 4,
-        "num_samples": 8,
-    },
-    "chronos2": {"context_length": 64, "prediction_length": 2, "num_steps": 3, "batch_size": 8},
-    "kronos": {
-        "context_length": 64,
-        "prediction_length": 2,
-        "tokenizer_steps": 2,
-        "predictor_steps": 2,
-        "batch_size": 4,
-        "num_samples": 2,
-    },
-}
-# Steps that make each model zero-shot (no fine-tuning).
-ZERO_SHOT = {
-    "toto": {"max_steps": 0},
-    "chronos2": {"num_steps": 0},
-    "kronos": {"tokenizer_steps": 0, "predictor_steps": 0},
-}
+# The TINY configurations live in each model's search-space module (the registry's one list).
+TINY_TFT = registry.get("tft").spaces().TINY
 
 # Small rolling folds at the end of the embedded S&P 500 series.
 TINY_FOLDS = ["--window", "rolling", "--train-size", "200", "--val-size", "20", "--test-size", "20"]
@@ -70,7 +36,8 @@ def ray_session():
         num_gpus=1,
         object_store_memory=300 * 1024**2,
         include_dashboard=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        # tests/ too: a model registered from test code (tests/fifth_model.py) is imported by workers
+        runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}},
     )
     yield ray
     ray.shutdown()

@@ -1,4 +1,8 @@
-"""Contract tests over the registry: every forecaster through the same real paths."""
+"""Contract tests over the registry: every forecaster through the same real paths.
+
+Each test takes a model name, so a model registered from test code alone runs through them too
+(tests/test_fifth_model.py).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import TINY, ZERO_SHOT, synthetic_prices
+from conftest import synthetic_prices
 
 from sweeps.cli import main
 from trainables import registry
@@ -17,8 +21,13 @@ from trainables.features import add_features
 from trainables.unit import origins
 
 pytestmark = pytest.mark.slow
-FOUNDATION = [m for m in registry.MODELS if m != "tft"]
+FOUNDATION = [m for m in registry.MODELS if registry.pretrained(m)]
 FOLDS = ["--window", "rolling", "--train-size", "200", "--val-size", "20", "--test-size", "20"]
+
+
+def tiny(model: str, **extra) -> dict:
+    """The model's tiny configuration (its search-space module's TINY) with `extra` on top."""
+    return {**registry.get(model).spaces().TINY, **extra}
 
 
 def _unit_data(frame) -> UnitData:
@@ -27,28 +36,23 @@ def _unit_data(frame) -> UnitData:
     return UnitData(framed, feats, Window(0, n - 80), Window(n - 80, n - 40), Window(n - 40, n))
 
 
-def _save_random_model(model: str, directory: str) -> list[str]:
+def save_random_model(model: str, directory: str) -> list[str]:
     """A tiny randomly initialised model saved to `directory`; returns the CLI flags that load it."""
-    cls = registry.get(model).adapter()
-    adapter = cls({**TINY[model], **ZERO_SHOT[model], "init": "scratch", "size": "tiny"}, seed=0)
+    entry = registry.get(model)
+    adapter = entry.adapter()(tiny(model, **entry.spaces().ZERO_SHOT), seed=0)
     adapter.fit(_unit_data(synthetic_prices(300)), None)
     adapter.save(directory)
-    if model == "kronos":
-        return ["--pretrained", f"{directory}/predictor", "--tokenizer", f"{directory}/tokenizer"]
-    return ["--pretrained", directory]
+    flags = []
+    for key, sub in entry.weight_keys.items():
+        flags += [f"--{key}", os.path.join(directory, sub) if sub else directory]
+    return flags
 
 
 @pytest.mark.parametrize("model", registry.MODELS)
 def test_no_forecast_reads_values_after_its_origin(model):
-    cls = registry.get(model).adapter()
-    config = {**cls({}, 0).config, **TINY[model]} if model != "tft" else TINY[model]
-    if model != "tft":
-        config.update(init="scratch", size="tiny")
-    else:
-        config = {**registry.get("tft").spaces().BASELINE, **config}
     frame = synthetic_prices(320)
     data = _unit_data(frame)
-    adapter = cls(config, seed=0)
+    adapter = registry.get(model).adapter()(tiny(model), seed=0)
     adapter.fit(data, None)
     origin = data.test.start
     before = adapter.predict(data, np.array([origin]))
@@ -63,47 +67,99 @@ def test_no_forecast_reads_values_after_its_origin(model):
     assert not np.allclose(before, adapter.predict(_unit_data(ctx), np.array([origin])))
 
 
+@pytest.mark.parametrize("model", registry.MODELS)
+def test_fit_writes_the_learning_curve_tags_its_registry_entry_declares(model, tmp_path):
+    """The learning-curve plot reads exactly these tags (analysis/curves.py)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    adapter = registry.get(model).adapter()(tiny(model), seed=0)
+    adapter.fit(_unit_data(synthetic_prices(320)), str(tmp_path / "tb"))
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    written = set(acc.Tags()["scalars"])
+    missing = set(registry.get(model).curve_tags) - written
+    assert not missing, f"{model} declares {sorted(missing)} but wrote {sorted(written)}"
+
+
+@pytest.mark.parametrize("model", registry.MODELS)
+def test_a_saved_unit_model_loads_and_forecasts_the_same(model, tmp_path):
+    cls = registry.get(model).adapter()
+    data = _unit_data(synthetic_prices(320))
+    adapter = cls(tiny(model), seed=3)
+    adapter.fit(data, None)
+    where = origins(data.test, adapter.context_length(adapter.config), adapter.horizon(adapter.config))[:3]
+    adapter.save(str(tmp_path / "m"))
+    loaded = cls.load(str(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.predict(data, where), adapter.predict(data, where), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model", registry.MODELS)
+def test_train_tail_early_stopping_never_reads_the_val_window(model):
+    """--early-stop-on train-tail: the fit (weights, checkpoint, epochs) is the same whatever the val
+    window holds; checked on forecasts that read training rows only."""
+    from trainables.unit import fit_data
+
+    frame = synthetic_prices(320)
+    data = _unit_data(frame)
+    changed = frame.copy()
+    prices = ["open", "high", "low", "close"]
+    changed.loc[data.val.start : data.val.stop - 1, prices] *= np.linspace(1.0, 1.5, len(data.val))[:, None]
+    origin = np.array([data.train.stop - 10])
+    forecasts = []
+    for f in (frame, changed):
+        adapter = registry.get(model).adapter()(tiny(model), seed=0)
+        info = adapter.fit(fit_data(_unit_data(f), "train-tail"), None)
+        assert info["checkpoint_chosen_on"] in ("val", "none")  # run_unit renames "val" to "train-tail"
+        forecasts.append(adapter.predict(_unit_data(f), origin))
+    np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-6)
+
+
+def _weight_files(directory: str) -> list[str]:
+    pattern = ("*.safetensors", "*.bin", "*.ckpt", "*.pt")
+    return [f for p in pattern for f in glob.glob(os.path.join(directory, "**", p), recursive=True)]
+
+
 @pytest.mark.usefixtures("ray_session")
 @pytest.mark.parametrize("model", FOUNDATION)
-def test_pretrained_dir_sweep_fine_tunes_and_saves_a_loadable_model(model, tmp_path):
-    flags = _save_random_model(model, str(tmp_path / "weights"))
-    config = tmp_path / "c.json"
-    config.write_text(json.dumps({"training_config": TINY[model], "param_ranges": {"learning_rate": [1e-4]}}))
-    args = [
-        "--config",
-        str(config),
-        *flags,
-        "--init",
-        "pretrained",
-        "--mode",
-        "grid",
-        "--folds",
-        "2",
-        "--seeds",
-        "1",
-        "--storage",
-        str(tmp_path / "r"),
-        "--name",
-        "s",
-        "--gpus-per-trial",
-        "0",
-        *FOLDS,
-    ]
+def test_pretrained_dir_sweep_fine_tunes_refers_to_unchanged_weights_and_shares_seed_free_units(model, tmp_path):
+    """A fine-tuned and a zero-shot configuration from local weights, 1 fold × 2 seeds: fine-tuned
+    units save their weights and curves; zero-shot units store a reference, not a copy; a seed-free
+    zero-shot unit runs once and is recorded for both seeds."""
+    from analysis.results import Results, load_model
+    from analysis.runs import sweep_runs
+
+    entry = registry.get(model)
+    flags = save_random_model(model, str(tmp_path / "weights"))
+    (tmp_path / "c.json").write_text(json.dumps({"training_config": tiny(model)}))
+    (tmp_path / "points.json").write_text(json.dumps([{}, entry.spaces().ZERO_SHOT]))
+    args = ["--config", str(tmp_path / "c.json"), "--configs", str(tmp_path / "points.json"), *flags,
+            "--init", "pretrained", "--mode", "priority", "--folds", "1", "--seeds", "1,2",
+            "--storage", str(tmp_path / "r"), "--name", "s", "--gpus-per-trial", "0", *FOLDS]  # fmt: skip
     assert main(model, args) == 0
-    trial = glob.glob(str(tmp_path / "r" / "s" / "trial_*"))[0]
-    with open(os.path.join(trial, "result.json")) as f:
-        last = json.loads(f.read().strip().splitlines()[-1])
-    assert last["folds_done"] == 2 and last["units_done"] == 2
-    assert np.isfinite(last["val_pct_mae"]) and np.isfinite(last["test_pct_mae"])
-    tb = glob.glob(os.path.join(trial, "tensorboard", "*", "**", "events.*"), recursive=True)
-    assert len({p.split(os.sep + "tensorboard" + os.sep)[1].split(os.sep)[0] for p in tb}) == 2
-    # The unit's saved model loads again and forecasts.
-    unit = sorted(glob.glob(os.path.join(trial, "units", "*")))[0]
-    loaded = registry.get(model).adapter().load(os.path.join(unit, "model"))
+    runs = sweep_runs(str(tmp_path / "r" / "s"))
+    assert (runs["status"] == "complete").sum() == 4
+    steps = runs["config"].map(lambda c: int(json.loads(c)[entry.steps_key]))
+    tuned, zero = runs[steps > 0], runs[steps == 0]
+    for _, unit in tuned.iterrows():
+        assert unit["checkpoint_chosen_on"] == "val" and _weight_files(unit["checkpoint"])
+        tb = os.path.join(unit["trial_path"], "tensorboard", unit["unit"])
+        assert glob.glob(os.path.join(tb, "**", "events.*"), recursive=True)
+    for _, unit in zero.iterrows():
+        assert unit["checkpoint_chosen_on"] == "none"
+        assert not _weight_files(unit["checkpoint"]), "a zero-shot unit copied the pretrained weights"
+    shared = zero["shared_from"].notna().sum()
+    assert shared == (1 if entry.adapter().seed_free(json.loads(zero["config"].iloc[0])) else 0)
+    if shared:  # the same forecasts, recorded twice, run once
+        assert zero["val_pct_mae"].nunique() == 1 and sorted(zero["train_seconds"] == 0) == [False, True]
+    # The best unit and a zero-shot one load again through the Python API and forecast.
     data = _unit_data(synthetic_prices(300))
-    h, ctx = loaded.horizon(loaded.config), loaded.context_length(loaded.config)
-    pred = loaded.predict(data, origins(data.test, ctx, h)[:2])
-    assert pred.shape == (2, h) and np.isfinite(pred).all()
+    for adapter in (
+        load_model(Results(str(tmp_path / "r")).best("val_pct_mae")),
+        entry.adapter().load(zero["checkpoint"].iloc[0]),
+    ):
+        h, ctx = adapter.horizon(adapter.config), adapter.context_length(adapter.config)
+        pred = adapter.predict(data, origins(data.test, ctx, h)[:2])
+        assert pred.shape == (2, h) and np.isfinite(pred).all()
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -144,10 +200,7 @@ def test_same_configuration_fold_and_seed_give_the_same_metrics(model, tmp_path)
     from trainables.unit import run_unit
 
     cls = registry.get(model).adapter()
-    config = {**registry.get(model).spaces().BASELINE, **TINY[model]}
-    if model != "tft":
-        config.update(init="scratch", size="tiny")
     data = _unit_data(synthetic_prices(320))
-    first = run_unit(cls, config, data, 11, str(tmp_path / "a"), None)["metrics"]
-    again = run_unit(cls, config, data, 11, str(tmp_path / "b"), None)["metrics"]
+    first = run_unit(cls, tiny(model), data, 11, str(tmp_path / "a"), None)["metrics"]
+    again = run_unit(cls, tiny(model), data, 11, str(tmp_path / "b"), None)["metrics"]
     assert first == again

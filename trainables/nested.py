@@ -3,7 +3,9 @@
 Each unit stores its files (predictions, model, record.json last) under `<trial>/units/`.
 After each fold the trial reports the running aggregate and a checkpoint holding its
 progress. A restored trial skips every unit already stored, and a merged sweep's trial
-also skips the units its configuration already has in earlier trials (`Plan.prior`).
+also skips the units its configuration already has in earlier trials (`Plan.prior`). A
+configuration whose forecasts do not depend on the seed (`Adapter.seed_free`) runs once per
+fold; that unit's files and metrics are recorded for every seed, marked `shared_from`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ class Plan:
     """What every trial of one sweep shares (sent once through the object store)."""
 
     model: str
+    entry: registry.ModelEntry  # carried, not looked up: workers see models registered by the driver only
     folds: tuple[Fold, ...]
     seeds: tuple[int, ...]
     features: tuple[str, ...]
     metric: str = "val_pct_mae"
+    early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
     parallel_units: int = 1
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
@@ -91,14 +95,25 @@ def _set_threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _unit_job(model: str, config: dict, data: UnitData, seed: int, dest: str, log_dir: str | None, cpus: float) -> dict:
-    """Run one unit and store its files at `dest`; runs in the trial process or as a Ray task on any
-    node. The caller writes record.json after this returns, so a unit with a record is complete."""
+def _unit_job(
+    entry: registry.ModelEntry,
+    config: dict,
+    data: UnitData,
+    seed: int,
+    dests: list[str],
+    log_dir: str | None,
+    cpus: float,
+    early_stop_on: str = "val",
+) -> dict:
+    """Run one unit and store its files at each of `dests` (several when seeds share it); runs in the
+    trial process or as a Ray task on any node. The caller writes record.json after this returns,
+    so a unit with a record is complete."""
     _set_threads(cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
-        record = run_unit(registry.get(model).adapter(), config, data, seed, out, log_dir, _device())
-        store.put_dir(out, dest)
+        record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on)
+        for i, dest in enumerate(dests):
+            store.put_dir(out, dest, keep=i < len(dests) - 1)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
     return {**record, **where}
 
@@ -127,21 +142,32 @@ def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: 
     train, val, test = windows(fold, frame["timestamp"])
     data = UnitData(frame, plan.features, train, val, test)
     units = f"{_trial_store(plan)}/units"
-    jobs = [(seed, unit_key(fold.name, seed)) for seed in seeds]
-    args = [(seed, f"{units}/{key}", _log_dir(plan, key)) for seed, key in jobs]
+    keys = {seed: unit_key(fold.name, seed) for seed in seeds}
+    # Seed-free: the first seed's run stands for all of them (its files are small: a weight reference).
+    shared = plan.entry.adapter().seed_free(config) and len(seeds) > 1
+    runs = {seeds[0]: seeds} if shared else {seed: [seed] for seed in seeds}
+    args = [(seed, [f"{units}/{keys[s]}" for s in group], _log_dir(plan, keys[seed])) for seed, group in runs.items()]
     if plan.parallel_units > 1:
         task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
         data_ref = ray.put(data)
         results = ray.get(
-            [task.remote(plan.model, config, data_ref, s, d, lg, plan.cpus_per_unit) for s, d, lg in args]
+            [
+                task.remote(plan.entry, config, data_ref, s, d, lg, plan.cpus_per_unit, plan.early_stop_on)
+                for s, d, lg in args
+            ]
         )
     else:
-        results = [_unit_job(plan.model, config, data, s, d, lg, plan.cpus_per_unit) for s, d, lg in args]
+        results = [
+            _unit_job(plan.entry, config, data, s, d, lg, plan.cpus_per_unit, plan.early_stop_on) for s, d, lg in args
+        ]
     records = []
-    for (seed, key), result in zip(jobs, results):
-        record = {"fold": fold.name, "seed": seed, "unit": key, **result}
-        store.write_text(f"{units}/{key}/{RECORD}", store.dumps(record))
-        records.append(record)
+    for (seed, group), result in zip(runs.items(), results):
+        for s in group:
+            record = {"fold": fold.name, "seed": s, "unit": keys[s], **result}
+            if s != seed:
+                record.update(shared_from=keys[seed], train_seconds=0.0)
+            store.write_text(f"{units}/{keys[s]}/{RECORD}", store.dumps(record))
+            records.append(record)
     return records
 
 

@@ -51,14 +51,14 @@ def dumps(obj: object) -> str:
     return json.dumps(obj, indent=1, default=_plain)
 
 
-def put_dir(local: str, dest: str) -> None:
-    """Move a finished local directory to `dest` (a local path or URI), replacing what is there."""
+def put_dir(local: str, dest: str, keep: bool = False) -> None:
+    """Move (copy when `keep`) a finished local directory to `dest` (a local path or URI), replacing what is there."""
     if "://" not in dest:
         import shutil
 
         shutil.rmtree(dest, ignore_errors=True)
         os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-        shutil.move(local, dest)
+        shutil.copytree(local, dest) if keep else shutil.move(local, dest)
         return
     fs, p = filesystem(dest)
     fs.create_dir(p, recursive=True)

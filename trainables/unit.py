@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,10 @@ import pandas as pd
 
 from trainables.adapter import Adapter, UnitData, Window
 from trainables.metrics import METRICS_VERSION, evaluate, in_sample_scale
+
+# The split that chooses a unit's checkpoint / early-stopping epoch. "val" uses the val window the
+# sweep then also ranks configurations on; "train-tail" holds out the end of the training window.
+EARLY_STOP_ON = ("val", "train-tail")
 
 
 class UnitError(RuntimeError):
@@ -21,6 +26,19 @@ def origins(window: Window, context: int, horizon: int) -> np.ndarray:
     """Forecast origins inside `window`: every `horizon` rows, each with `context` rows before it."""
     start = max(window.start, context)
     return np.arange(start, window.stop - horizon + 1, horizon)
+
+
+def fit_data(data: UnitData, early_stop_on: str) -> UnitData:
+    """What `fit` sees. With "train-tail" the last rows of the training window (as many as val
+    has, at most a quarter of it) become the validation window and are not trained on, so the
+    val window the sweep ranks on never chose a checkpoint."""
+    if early_stop_on == "val":
+        return data
+    if early_stop_on != "train-tail":
+        raise ValueError(f"early_stop_on must be one of {EARLY_STOP_ON}, got {early_stop_on!r}")
+    tail = min(len(data.val), len(data.train) // 4)
+    cut = data.train.stop - tail
+    return replace(data, train=Window(data.train.start, cut), val=Window(cut, data.train.stop))
 
 
 def mase_scale(data: UnitData) -> float:
@@ -78,11 +96,14 @@ def run_unit(
     out_dir: str,
     log_dir: str | None,
     device: str = "cpu",
+    early_stop_on: str = "val",
 ) -> dict[str, Any]:
     """Fit, evaluate, and write predictions.parquet + model/ into `out_dir`; return the record."""
     start = time.perf_counter()
     adapter = adapter_cls(config, seed, device)
-    info = adapter.fit(data, log_dir)
+    info = dict(adapter.fit(fit_data(data, early_stop_on), log_dir))
+    if info.get("checkpoint_chosen_on") == "val":
+        info["checkpoint_chosen_on"] = early_stop_on  # the split the adapter saw as val
     train_seconds = time.perf_counter() - start
     metrics, tables, scale = {}, [], mase_scale(data)
     for split in ("val", "test"):

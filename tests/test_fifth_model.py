@@ -1,0 +1,76 @@
+"""A fifth forecaster registered from test code alone runs through the contract tests and a sweep.
+
+Adding a model must touch only its adapter, its search-space module, its entry script and one
+registry line: here the first two are tests/fifth_model.py, the entry script is `cli.main`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import test_models as contract
+from conftest import TINY_FOLDS, synthetic_prices
+
+from sweeps.cli import main
+from trainables import registry
+from trainables.unit import run_unit
+
+pytestmark = pytest.mark.slow
+NAME = "drift"
+
+
+@pytest.fixture()
+def fifth():
+    registry.register(
+        registry.ModelEntry(
+            NAME, "fifth_model:DriftAdapter", "fifth_model", "numpy", "pip install numpy", curve_tags=("val/loss",)
+        )
+    )
+    yield NAME
+    registry.MODELS.pop(NAME)
+
+
+def test_the_fifth_model_passes_every_contract_test(fifth, tmp_path):
+    contract.test_no_forecast_reads_values_after_its_origin(fifth)
+    contract.test_fit_writes_the_learning_curve_tags_its_registry_entry_declares(fifth, tmp_path / "a")
+    contract.test_a_saved_unit_model_loads_and_forecasts_the_same(fifth, tmp_path / "b")
+    contract.test_same_configuration_fold_and_seed_give_the_same_metrics(fifth, tmp_path / "c")
+    contract.test_train_tail_early_stopping_never_reads_the_val_window(fifth)
+
+
+def test_val_early_stopping_reads_the_val_window_and_train_tail_does_not(fifth, tmp_path):
+    """The control of the train-tail contract test: with "val" the same change does move the fit."""
+    cls = registry.get(fifth).adapter()
+    frame = synthetic_prices(320)
+    data = contract._unit_data(frame)
+    changed = frame.copy()
+    changed.loc[data.val.start : data.val.stop - 1, "close"] *= np.linspace(1.0, 1.5, len(data.val))
+    shrinks = {}
+    for how in ("val", "train-tail"):
+        for name, f in (("same", frame), ("changed", changed)):
+            record = run_unit(cls, {}, contract._unit_data(f), 0, str(tmp_path / how / name), None, "cpu", how)
+            shrinks[how, name] = record["info"]["shrink"]
+            assert record["info"]["checkpoint_chosen_on"] == how
+    assert shrinks["val", "same"] != shrinks["val", "changed"]
+    assert shrinks["train-tail", "same"] == shrinks["train-tail", "changed"]
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_the_fifth_model_sweeps_and_is_ranked(fifth, tmp_path):
+    from analysis.report import generate
+    from analysis.runs import sweep_runs
+
+    args = ["--mode", "grid", "--folds", "2", "--seeds", "1,2", "--early-stop-on", "train-tail",
+            "--storage", str(tmp_path / "r"), "--name", "s", "--gpus-per-trial", "0", *TINY_FOLDS]  # fmt: skip
+    assert main(fifth, args) == 0
+    runs = sweep_runs(str(tmp_path / "r" / "s"))
+    assert len(runs) == 3 * 2 * 2 and (runs["status"] == "complete").all()
+    assert (runs["checkpoint_chosen_on"] == "train-tail").all()
+    # Seed-free: one run per (configuration, fold), recorded for both seeds.
+    assert runs["shared_from"].notna().sum() == 3 * 2
+    summary = generate(str(tmp_path / "r" / "s"), draw=False)
+    assert summary.best["model"] == fifth and summary.summary["best_overall"]["config_id"] == summary.best["config_id"]
+    spec = json.loads((tmp_path / "r" / "s" / "sweep.json").read_text())["spec"]
+    assert spec["early_stop_on"] == "train-tail"
