@@ -6,8 +6,6 @@ on the same (fold, seed), so only units both have count.
 
 from __future__ import annotations
 
-import ast
-import importlib.util
 import json
 
 import numpy as np
@@ -18,19 +16,11 @@ from trainables import registry
 
 
 def model_baseline(model: str) -> dict | None:
-    """The BASELINE dict of the model's search-space module, read as data (no import of Ray)."""
+    """The BASELINE dict of the model's search-space module (plain data: no Ray, no model package)."""
     try:
-        spec = importlib.util.find_spec(registry.get(model).space_module)
-        tree = ast.parse(open(spec.origin).read())
-    except (KeyError, ImportError, AttributeError, OSError, TypeError):
+        return dict(registry.get(model).spaces().BASELINE)
+    except (registry.UnknownModel, ImportError, AttributeError):
         return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "BASELINE" for t in node.targets):
-            try:
-                return ast.literal_eval(node.value)
-            except ValueError:
-                return None
-    return None
 
 
 def sweep_baseline(spec: dict) -> dict | None:

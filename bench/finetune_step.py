@@ -17,13 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
 from bench import gpu_check
+from trainables import registry
 
-TINY = {
-    "toto": {"context_length": 128, "prediction_length": 16, "batch_size": 16, "warmup_steps": 1, "num_samples": 8},
-    "chronos2": {"context_length": 128, "prediction_length": 16, "batch_size": 16},
-    "kronos": {"context_length": 128, "prediction_length": 16, "batch_size": 16, "tokenizer_steps": 0,
-               "num_samples": 2},
-}  # fmt: skip
+# Each model's TINY random model (its search-space module) at a longer context and horizon.
+LONGER = {"context_length": 128, "prediction_length": 16, "batch_size": 16}
 ROWS = (1200, 150, 150)  # train, val, test rows at the end of the S&P 500 series (periodic val inside)
 
 
@@ -33,9 +30,9 @@ def main() -> None:
     p.add_argument("--real", action="store_true", help="then run bench/gpu_check.py (needs a CUDA GPU)")
     a = p.parse_args()
     print(f"{'model':<10} {'size':<6} {'device':<7} {'s/step':>8} {'peak MB':>8}")
-    for model, config in TINY.items():
-        spec = {"model": model, "config": {**config, "init": "scratch", "size": "tiny"}, "steps": a.steps,
-                "device": "cpu", "rows": ROWS}  # fmt: skip
+    for model in gpu_check.foundation_models():
+        config = {**registry.get(model).spaces().TINY, **LONGER}
+        spec = {"model": model, "config": config, "steps": a.steps, "device": "cpu", "rows": ROWS}
         (r,) = gpu_check.run_workers([spec])
         line = r.get("error") or f"{r['per_step']:8.3f} {r['peak_rss_mb']:8.0f}"
         print(f"{model:<10} {'tiny':<6} {'cpu':<7} {line}", flush=True)

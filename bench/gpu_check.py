@@ -31,9 +31,6 @@ import sys
 import tempfile
 import threading
 import time
-import types
-from importlib.machinery import ModuleSpec
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 if __name__ == "__main__":
     sys.path[0] = str(ROOT)  # the repository, not bench/, first
 
-# The hyperparameter that sets each foundation model's number of fine-tuning steps.
-STEP_KEY = {"toto": "max_steps", "chronos2": "num_steps", "kronos": "predictor_steps"}
-# Search-space baseline keys that name weights (a hub id or a local directory).
-WEIGHT_KEYS = ("pretrained", "tokenizer")
 SCRATCH_SIZE = "small"  # the adapters' largest randomly initialised size
 # Rows of the embedded S&P 500 series (train, val, test), counted back from its end. No val rows:
 # no periodic validation inside the timed steps (a real unit's evaluations are not timed here).
@@ -56,39 +49,9 @@ WORKER_TIMEOUT_S = 900
 # --------------------------------------------------------------------------- models and weights
 
 
-def ensure_ray_tune() -> bool:
-    """Let `search_spaces` import where Ray is not installed (a bare GPU image; Ray's wheel is too
-    big to carry there). The adapters read only the plain BASELINE dicts; the search-space
-    constructors (`tune.choice`, ...) are never sampled here, so a stand-in returning None serves.
-    Returns True when the stand-in was installed."""
-    if getattr(sys.modules.get("ray"), "gpu_check_stand_in", False):
-        return True
-    if find_spec("ray") is not None:
-        return False
-    tune = types.ModuleType("ray.tune")
-
-    def __getattr__(name: str):  # noqa: N807 (module-level __getattr__)
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return _unsampled
-
-    tune.__getattr__ = __getattr__
-    ray = types.ModuleType("ray")
-    ray.tune, ray.gpu_check_stand_in = tune, True
-    for module in (ray, tune):
-        module.__spec__ = ModuleSpec(module.__name__, None)
-    sys.modules.update({"ray": ray, "ray.tune": tune})
-    return True
-
-
-def _unsampled(*_args, **_kwargs) -> None:
-    return None
-
-
 def baseline(model: str) -> dict[str, Any]:
     from trainables import registry
 
-    ensure_ray_tune()
     return dict(registry.get(model).spaces().BASELINE)
 
 
@@ -96,7 +59,7 @@ def foundation_models() -> list[str]:
     """Registry entries whose baseline loads released weights, in registry order."""
     from trainables import registry
 
-    return [name for name in registry.MODELS if "pretrained" in baseline(name)]
+    return [name for name in registry.MODELS if registry.pretrained(name)]
 
 
 def in_local_cache(ref: str) -> bool:
@@ -112,8 +75,10 @@ def in_local_cache(ref: str) -> bool:
 
 def gpu_config(model: str) -> tuple[dict[str, Any], str]:
     """The model's baseline configuration for this machine and a label saying which weights."""
+    from trainables import registry
+
     config = baseline(model)
-    refs = [str(config[k]) for k in WEIGHT_KEYS if k in config]
+    refs = [str(config[k]) for k in registry.get(model).weight_keys]
     if all(in_local_cache(r) for r in refs):
         return {**config, "init": "pretrained"}, "real " + "+".join(os.path.basename(r.rstrip("/")) for r in refs)
     return {**config, "init": "scratch", "size": SCRATCH_SIZE}, f"random {SCRATCH_SIZE} (released not cached)"
@@ -151,7 +116,6 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    ensure_ray_tune()
     from trainables import registry
     from trainables.adapter import UnitData, Window
     from trainables.data import load_prices
@@ -170,7 +134,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         Window(n - test, n),
     )
     model = spec["model"]
-    config = {**spec["config"], STEP_KEY[model]: int(spec["steps"])}
+    config = {**spec["config"], registry.get(model).steps_key: int(spec["steps"])}
     adapter = registry.get(model).adapter()(config, seed=0, device=spec["device"])
     cuda = spec["device"].startswith("cuda")
     if cuda:
@@ -407,12 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     models = a.models or foundation_models()
-    no_steps = [m for m in models if m not in STEP_KEY]
+    no_steps = [m for m in models if m not in foundation_models()]
     if no_steps:
-        print(f"error: gpu_check times foundation models only ({', '.join(STEP_KEY)}), not {no_steps}", file=sys.stderr)
+        known = ", ".join(foundation_models())
+        print(f"error: gpu_check times foundation models only ({known}), not {no_steps}", file=sys.stderr)
         return 2
-    if ensure_ray_tune():
-        print("note: Ray is not installed here; a stand-in for ray.tune lets the search spaces import")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     props = torch.cuda.get_device_properties(0)

@@ -158,6 +158,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, args, messag
         ({"training_config": {**TINY_TFT, "hidden_size": "big"}}, "training_config.hidden_size must be int"),
         ({"training_config": {"colour": 1}}, "training_config.colour is not a tft hyperparameter"),
         ({"param_ranges": {"learning_rate": [-1.0]}}, "param_ranges.learning_rate must not be negative"),
+        ({"early_stop_on": "test"}, "early_stop_on 'test' is not one of val, train-tail"),
         ({"training_config": {"max_encoder_length": 6000}}, "train window has .* rows, needs at least 6001"),
         (
             {"walk_forward": {"enabled": True, "folds": [{**FOLD, "test_end": "20251231"}]}},
