@@ -137,11 +137,17 @@ def curves_plot(curves: pd.DataFrame, labels: dict[str, str], path: str) -> str:
 
     title = "Learning curves of the top configurations"
     if curves.empty:
-        return _empty(path, title, "no TensorBoard curves stored for these configurations")
-    tags = list(dict.fromkeys(curves["tag"]))
-    fig, axes = plt.subplots(1, len(tags), figsize=(5.5 * len(tags), 4.2), squeeze=False)
+        return _empty(
+            path, title, "no training curves: these configurations are zero-shot, or their curves are not local"
+        )
+    tags = list(dict.fromkeys(curves["tag"]))  # the registry's order: train, val (per stage)
+    cols = min(2, len(tags))
+    rows = -(-len(tags) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.8 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[len(tags) :]:
+        ax.set_visible(False)
     colors = dict(zip(labels, plt.cm.tab10.colors))
-    for ax, tag in zip(axes[0], tags):
+    for ax, tag in zip(axes.flat, tags):
         part = curves[curves["tag"] == tag]
         for _, unit in part.groupby(["config_id", "fold", "seed"]):
             color = colors.get(unit["config_id"].iloc[0], GREY)
@@ -155,7 +161,7 @@ def curves_plot(curves: pd.DataFrame, labels: dict[str, str], path: str) -> str:
         if (values > 0).all() and values.max() / values.min() > 20:
             ax.set_yscale("log")
     handles = [plt.Line2D([], [], color=colors[c], marker="o", label=_wrap(labels[c], 40)) for c in labels]
-    axes[0][-1].legend(handles=handles, fontsize=8, loc="best")
+    axes.flat[cols - 1].legend(handles=handles, fontsize=8, loc="best")
     fig.suptitle(f"{title} (one line per fold × seed)")
     return _save(fig, path)
 
