@@ -14,20 +14,23 @@ PY     := $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# Quiet (pip -qq: errors only), one line per step; `make setup V=1` shows pip's warnings too.
+PIP_Q := $(if $(V),-q,-qq)
+
 $(VENV)/.installed: pyproject.toml Makefile
 	@# A torch already importable by $(PYTHON) (say a CUDA build) stays visible inside the venv.
-	if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) -m venv --system-site-packages $(VENV); \
+	@echo "setup: $(VENV) (an importable torch is kept, else $(TORCH)), the project with its extras, toto-ts"
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) -m venv --system-site-packages $(VENV); \
 	else $(PYTHON) -m venv $(VENV); fi
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[foundation,dev]"
-	$(PY) -m pip install -q --no-deps toto-ts==0.2.0
-	touch $@
+	@$(PY) -m pip install $(PIP_Q) --upgrade pip
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(PIP_Q) $(TORCH)
+	@$(PY) -m pip install $(PIP_Q) -e ".[foundation,dev]"
+	@$(PY) -m pip install $(PIP_Q) --no-deps toto-ts==0.2.0
+	@touch $@
 
 demo: setup
-	$(PY) sweeps/tft.py --mode quick --folds 2 --seeds 2 --name demo_tft --overwrite
-	$(PY) sweeps/chronos2.py --config sweeps/examples/chronos2_tiny.json --mode grid --init scratch --size tiny \
-	    --folds 2 --overwrite
+	$(PY) sweeps/tft.py --mode quick --max-runs 3 --folds 2 --seeds 2 --name demo_tft --overwrite
+	$(PY) sweeps/chronos2.py --config sweeps/examples/chronos2_tiny.json --mode grid --init scratch --size tiny --overwrite
 	$(PY) analysis/best.py --metric val_pct_mae --export-path results/best_model.json
 
 test: setup lint

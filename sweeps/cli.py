@@ -109,6 +109,7 @@ def parser(model: str) -> argparse.ArgumentParser:
     r.add_argument("--keep-top-k", type=int, help="at the end, keep model weights of the K best configurations only")
     r.add_argument("--fail-fast", action="store_true", help="stop the whole sweep at the first failed configuration")
     r.add_argument("--notes", default="", help="free text recorded with the sweep")
+    r.add_argument("--verbose", action="store_true", help="Tune's status tables and the workers' logs")
     return p
 
 
@@ -159,6 +160,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         fail_fast=args.fail_fast,
         overwrite=args.overwrite,
         merge=args.merge,
+        verbose=args.verbose,
     )
     check(spec, entry.spaces().BASELINE, list(registry.MODELS))
     _check_metric(spec.metric)

@@ -153,11 +153,24 @@ def _stored_meta(spec: SweepSpec) -> dict | None:
     return json.loads(store.read_text(path)) if store.exists(path) else None
 
 
-def _init_ray(address: str | None) -> bool:
+def _quiet_ray() -> None:
+    """Without --verbose the sweep prints its own progress (sweeps.progress): no Tune tables, no
+    worker logs, no Ray info lines; failures still reach the user, one line each, from the callback."""
+    import logging
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the newer console output ignores verbose=0
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+
+
+def _init_ray(address: str | None, verbose: bool = True) -> bool:
     """Connect to `address` (or $RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray.
 
     Returns False when Ray was already initialised by the caller (it stays theirs to stop).
     """
+    import logging
+
     import ray
 
     if ray.is_initialized():
@@ -172,7 +185,12 @@ def _init_ray(address: str | None) -> bool:
         # gives trial actors a runtime_env of its own, so they always start new workers).
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(provenance.ROOT), os.environ.get("PYTHONPATH")) if p)
     try:
-        ray.init(address=address, include_dashboard=False)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.ERROR,
+        )
     except Exception as exc:  # refused token, version mismatch, cluster gone...
         raise SpecError(f"cannot connect to Ray at {address}: {str(exc).splitlines()[0]}") from None
     return True
@@ -217,7 +235,9 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     from trainables.nested import Plan, train
 
     t0 = time.perf_counter()
-    ours = _init_ray(spec.address)
+    if not spec.verbose:
+        _quiet_ray()
+    ours = _init_ray(spec.address, spec.verbose)
     entry = registry.get(spec.model)
     resources, gpus = _resources(spec)
     local = "://" not in spec.storage
@@ -261,7 +281,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
             print("--merge: every (configuration, fold, seed) unit is already stored; nothing to run")
             print(summary.describe(spec, path, time.perf_counter() - t0))
             return 0
-        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources(), configs)
+        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources(), configs, resources)
     results, interrupted = _fit(tuner)
     if spec.keep_top_k and not interrupted:  # before the report, so its tables list what remains
         from sweeps.prune import keep_top_k
@@ -316,12 +336,15 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
     return todo
 
 
-def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict, configs: list[dict] | None):
+def _new_tuner(
+    spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict, configs: list[dict] | None, resources
+):
     import logging
 
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from sweeps.progress import Progress, header
     from sweeps.tb_logger import TensorBoardLogger
 
     # Each explicit configuration differs from the baseline constants by design: not worth a warning.
@@ -343,6 +366,13 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
         study_name=spec.name,
         optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
     )
+    callbacks = [TensorBoardLogger()]
+    if not spec.verbose:
+        n, folds, seeds = search.num_samples, len(plan.folds), len(plan.seeds)
+        per_trial = ", ".join(f"{v:g} {k}" for k, v in resources.required_resources.items() if v)
+        where = f"{spec.storage.rstrip('/')}/{spec.name}"
+        print(header(spec.model, spec.mode, n, folds, seeds, f"{per_trial} per trial, {concurrent} at once", where))
+        callbacks.append(Progress(n, folds * seeds, spec.metric, plan.experiment_path))
     scheduler = (
         ASHAScheduler(time_attr="training_iteration", max_t=len(plan.folds), grace_period=1, reduction_factor=2)
         if spec.scheduler == "asha"
@@ -368,7 +398,7 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, cluster: d
             # Checkpoints hold only progress.json (unit files live in <trial>/units), so two suffice.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            callbacks=[TensorBoardLogger()],
-            verbose=1,
+            callbacks=callbacks,
+            verbose=1 if spec.verbose else 0,
         ),
     )

@@ -33,6 +33,7 @@ RUNTIME = {
     "resume",
     "overwrite",
     "merge",
+    "verbose",
 }
 # Checked on their own below (they may grow); `folds` is compared as the resolved fold list.
 GROWABLE = {"seeds", "param_ranges", "folds", "max_runs"}

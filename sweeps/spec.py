@@ -81,6 +81,7 @@ class SweepSpec:
     resume: bool = False
     overwrite: bool = False
     merge: bool = False
+    verbose: bool = False  # Tune's status tables and the workers' logs instead of sweeps.progress
 
     @property
     def sweep_dir(self) -> str:

@@ -8,6 +8,13 @@ import traceback
 from sweeps.spec import SweepSpec
 
 
+def _names(path: str, art: dict) -> list[str]:
+    """The artefacts' paths relative to the sweep directory, report first."""
+    keys = ("report.md", "config_ranking.csv", "sweep_runs.parquet", "best_model.json", "optuna_summary")
+    prefix = path.rstrip("/") + "/"
+    return [art[k].removeprefix(prefix) for k in keys if k in art] + ["plots/"]
+
+
 def describe(spec: SweepSpec, path: str, wall: float) -> str:
     """Write every artefact of the sweep at `path` (analysis.report) and return the summary text.
 
@@ -35,13 +42,7 @@ def describe(spec: SweepSpec, path: str, wall: float) -> str:
         "",
         best_text(report.best) if report.best else "Best model:   none (no configuration completed every unit)",
         "",
-        f"Results:      {path}",
-        f"Report:       {art['report.md']}",
-        f"Ranking:      {art['config_ranking.csv']}",
-        f"Runs table:   {art['sweep_runs.parquet']}",
-        f"Plots:        {path.rstrip('/')}/plots/",
-        f"Best model:   {art['best_model.json']}" if "best_model.json" in art else None,
-        f"Optuna:       {art['optuna_summary']}" if "optuna_summary" in art else None,
+        f"Results:      {path}/  " + ", ".join(_names(path, art)),
         *[f"Note:         {n}" for n in report.tables.notes],
         f"TensorBoard:  tensorboard --logdir {spec.storage}",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,7 +154,7 @@ def test_sweep_records_provenance_ranking_plot_and_best(quick_sweep):
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_config):
+def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_config, capsys):
     # attention_head_size 0 cannot build a TFT (it raises); learning rate 1e6 blows the loss up
     # at the second step (it diverges). Both are recorded with their reason; the baseline completes.
     cfg = json.loads(open(tiny_config).read())
@@ -180,6 +181,15 @@ def test_failing_configuration_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_
     errors = dict(zip(zip(ranking["config/learning_rate"], ranking["config/attention_head_size"]), ranking["error"]))
     assert errors[(0.001, 1)] == ""
     assert "training diverged" in errors[(1e6, 1)] and "ZeroDivisionError" in errors[(0.001, 0)], errors
+    # What the user watched (sweeps.progress, not Tune's tables): a header, one line per finished
+    # unit, one line per failure with its reason, a progress line.
+    out = capsys.readouterr().out
+    assert "Sweep tft · mode ofat · 3 configurations × 1 folds × 1 seeds = 3 units" in out
+    assert len(re.findall(r"^  ✓ \w{10}  wf_1 +seed 7 +val_pct_mae [\d.]+  [\d.]+s$", out, re.M)) == 1
+    failures = re.findall(r"^  ✗ \w{10} failed: (.+)$", out, re.M)
+    assert sorted(f.split(":")[0] for f in failures) == ["ZeroDivisionError", "trainables.adapter.TrainingDiverged"]
+    assert re.search(r"\] 1/1 units", out)
+    assert "Trial status" not in out and "╭" not in out
 
 
 @pytest.mark.usefixtures("ray_session")
