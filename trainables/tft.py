@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,31 @@ from trainables.adapter import Adapter, TrainingDiverged, UnitData, check_loss
 from trainables.features import KNOWN_AHEAD
 
 _GROUP = "series"
+_CACHED_FOLDS = 4  # (train, val) datasets kept per trial process: every seed of a fold reuses them
+
+
+class _Memo:
+    """A dataset whose samples are computed once and then served from memory.
+
+    pytorch-forecasting builds each sample in `TimeSeriesDataSet.__getitem__` (pandas and tensor
+    work) every epoch; the samples do not depend on the epoch or the seed (no length
+    randomisation here), so the first computation serves every later epoch and unit. The
+    DataLoader's sampler and collate function are the package's, so batches are the same.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset, self.items = dataset, [None] * len(dataset)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        if self.items[i] is None:
+            self.items[i] = self.dataset[i]
+        return self.items[i]
+
+
+_DATASETS: OrderedDict[tuple, tuple] = OrderedDict()  # fold key → (train ds, val ds, train memo, val memo)
 
 
 def _quiet() -> None:
@@ -38,6 +64,9 @@ def _long_frame(data: UnitData, stop: int) -> pd.DataFrame:
 
 class TFTAdapter(Adapter):
     name = "tft"
+    # Reuse a fold's datasets and samples across units of this process (False: the package's plain
+    # path, rebuilt for every unit; the forecasts are the same either way, tests/test_tft_speed.py).
+    reuse_data = True
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
@@ -79,19 +108,16 @@ class TFTAdapter(Adapter):
         import lightning.pytorch as pl
         from lightning.pytorch.callbacks import EarlyStopping
         from lightning.pytorch.loggers import TensorBoardLogger
-        from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
+        from pytorch_forecasting import TemporalFusionTransformer
         from pytorch_forecasting.metrics import QuantileLoss
 
         _quiet()
         c = self.config
         pl.seed_everything(self.seed, workers=True, verbose=False)
-        train_ds = self._dataset(data)
-        val_ds = TimeSeriesDataSet.from_dataset(
-            train_ds, _long_frame(data, data.val.stop), min_prediction_idx=data.val.start, stop_randomization=True
-        )
+        train_ds, val_ds, train_items, val_items = self._datasets(data)
         batch = int(c["batch_size"])
-        train_dl = train_ds.to_dataloader(train=True, batch_size=batch, num_workers=0)
-        val_dl = val_ds.to_dataloader(train=False, batch_size=batch * 4, num_workers=0)
+        train_dl = _loader(train_ds, train_items, train=True, batch_size=batch)
+        val_dl = _loader(val_ds, val_items, train=False, batch_size=batch * 4)
         self._model = TemporalFusionTransformer.from_dataset(
             train_ds,
             learning_rate=float(c["learning_rate"]),
@@ -129,6 +155,36 @@ class TFTAdapter(Adapter):
             # Early stopping watches the val window; the last epoch's weights are kept (no checkpoint).
             "checkpoint_chosen_on": "val",
         }
+
+    def _datasets(self, data: UnitData) -> tuple:
+        """(train ds, val ds, train samples, val samples) of this fold: built once per process and
+        reused by every seed (and configuration) with the same data, windows, lengths and features."""
+        from pytorch_forecasting import TimeSeriesDataSet
+
+        def build() -> tuple:
+            train_ds = self._dataset(data)
+            val_ds = TimeSeriesDataSet.from_dataset(
+                train_ds, _long_frame(data, data.val.stop), min_prediction_idx=data.val.start, stop_randomization=True
+            )
+            return train_ds, val_ds, _Memo(train_ds), _Memo(val_ds)
+
+        if not self.reuse_data:
+            train_ds, val_ds, _, _ = build()
+            return train_ds, val_ds, train_ds, val_ds
+        key = self._fold_key(data)
+        if key not in _DATASETS:
+            _DATASETS[key] = build()
+            while len(_DATASETS) > _CACHED_FOLDS:
+                _DATASETS.popitem(last=False)
+        _DATASETS.move_to_end(key)
+        return _DATASETS[key]
+
+    def _fold_key(self, data: UnitData) -> tuple:
+        """Everything the datasets depend on: the rows read (by content), windows, lengths, columns."""
+        cols = ["timestamp", data.target, *data.features]
+        content = int(pd.util.hash_pandas_object(data.frame[cols].iloc[: data.val.stop], index=False).sum())
+        lengths = (self.context_length(self.config), self.horizon(self.config))
+        return (content, data.train, data.val, lengths, data.target, tuple(data.features))
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
         from pytorch_forecasting import TimeSeriesDataSet
@@ -168,6 +224,24 @@ class TFTAdapter(Adapter):
         # The dataset parameters hold fitted scalers (pickled objects): only load our own files.
         adapter._params = torch.load(os.path.join(path, "dataset.pt"), weights_only=False)
         return adapter
+
+
+def _loader(dataset, items, train: bool, batch_size: int):
+    """The package's `dataset.to_dataloader(train=..., batch_size=..., num_workers=0)`, or, over
+    `items` (its samples kept in memory), a DataLoader with the same arguments: the same sampler,
+    batches and collate function."""
+    from torch.utils.data import DataLoader
+
+    if items is dataset:
+        return dataset.to_dataloader(train=train, batch_size=batch_size, num_workers=0)
+    return DataLoader(
+        items,
+        shuffle=train,
+        drop_last=train and len(dataset) > batch_size,
+        collate_fn=dataset._collate_fn,
+        batch_size=batch_size,
+        num_workers=0,
+    )
 
 
 def _finite_loss_callback():
