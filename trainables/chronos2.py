@@ -9,7 +9,6 @@ rather than in Trainer checkpoints, and training contexts are as long as evaluat
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model, Chronos2Pipeline
 from transformers.trainer_callback import TrainerCallback
 
 from search_spaces.chronos2 import BASELINE, SIZES
-from trainables import weights
+from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 
 # 21 levels as in the released model; long-horizon unrolling needs 0.1 … 0.9 among them.
@@ -47,7 +46,7 @@ _TB_TAGS = {
 
 _PREDICT_BATCH = 256  # series per forward pass at inference
 _MAX_VAL_ORIGINS = 32  # rolling validation origins used for the eval loss
-_META_FILE = "adapter.json"
+_LORA_DIR = "lora"  # a LoRA unit's adapter weights (the base is a reference)
 _FINAL_CKPT = "finetuned-ckpt"  # where `Chronos2Pipeline.fit` saves its result
 
 
@@ -74,13 +73,18 @@ def _scratch_model(size: str, context_length: int = 2048) -> Chronos2Model:
 def build_pipeline(config: dict[str, Any], device: str = "cpu") -> Chronos2Pipeline:
     """Load (init="pretrained") or randomly build (init="scratch") the pipeline on `device`."""
     if config["init"] == "pretrained":
-        pipeline = Chronos2Pipeline.from_pretrained(weights.resolve(config["pretrained"]))
+        pipeline = _released(weights.resolve(config["pretrained"]))
     elif config["init"] == "scratch":
         pipeline = Chronos2Pipeline(model=_scratch_model(config["size"]))
     else:
         raise ValueError(f"init must be 'pretrained' or 'scratch', got {config['init']!r}")
     _to_fp32(pipeline, device)
     return pipeline
+
+
+def _released(path: str) -> Chronos2Pipeline:
+    """The released pipeline at `path`, read from disk once per process (each call: a copy)."""
+    return foundation.pretrained("chronos2", path, Chronos2Pipeline.from_pretrained)
 
 
 def _to_fp32(pipeline: Chronos2Pipeline, device: str) -> None:
@@ -94,24 +98,17 @@ class _TensorBoardLosses(TrainerCallback):
 
     def __init__(self, log_dir: str | None) -> None:
         self.last: dict[str, float] = {}
-        self._writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=log_dir)
+        self.board = foundation.Board(log_dir)
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ARG002 (TrainerCallback API)
         for key, tag in _TB_TAGS.items():
             if logs and key in logs:
                 value = float(logs[key])
                 self.last[key] = value
-                if self._writer is not None:
-                    self._writer.add_scalar(tag, value, state.global_step)
+                self.board.add(tag, value, state.global_step)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
+        self.board.close()
 
 
 class _BestWeights(TrainerCallback):
@@ -161,10 +158,9 @@ def _validation_inputs(data: UnitData, context: int, horizon: int) -> list[np.nd
     The pipeline's validation dataset scores the last `horizon` values of each series, so
     a window [origin - context, origin + horizon) is one val origin, as in evaluation.
     """
-    first, last = max(data.val.start, 1), data.val.stop - horizon
-    if last < first:
+    origins = foundation.spread(max(data.val.start, 1), data.val.stop - horizon, _MAX_VAL_ORIGINS)
+    if not len(origins):
         return None
-    origins = np.unique(np.linspace(first, last, num=min(_MAX_VAL_ORIGINS, last - first + 1)).astype(int))
     y = _series(data)
     return [y[max(0, o - context) : o + horizon] for o in origins]
 
@@ -286,19 +282,26 @@ class Chronos2Adapter(Adapter):
         median = self.pipeline.quantiles.index(0.5)
         return np.stack([f[0, median].float().numpy() for f in forecasts]).astype(np.float64)
 
+    def _untouched(self) -> bool:
+        """Released weights, not fine-tuned: stored as a reference, not a copy."""
+        return self.config["init"] == "pretrained" and int(self.config["num_steps"]) <= 0
+
+    def _lora(self) -> bool:
+        return self.config["init"] == "pretrained" and hasattr(self.pipeline.model, "merge_and_unload")
+
     def save(self, path: str) -> None:
+        """Zero-shot: adapter.json with a reference to the released weights; LoRA: the reference
+        plus the adapter weights only; otherwise the whole model (LoRA merged in when its base is random)."""
         if self.pipeline is None:
             raise RuntimeError("nothing to save: call fit first")
-        os.makedirs(path, exist_ok=True)
-        Chronos2Pipeline(model=self._plain_model()).save_pretrained(path)
-        with open(os.path.join(path, _META_FILE), "w") as f:
-            # Tune/Optuna may hand numpy scalars; `.item()` turns them into JSON numbers.
-            json.dump(
-                {"config": self.config, "seed": self.seed},
-                f,
-                indent=2,
-                default=lambda v: v.item(),
-            )
+        meta: dict = {"config": self.config, "seed": self.seed}
+        if self._untouched() or self._lora():
+            meta["weights"] = {"pretrained": weights.reference(self.config["pretrained"])}
+            if self._lora():
+                self.pipeline.model.save_pretrained(os.path.join(path, _LORA_DIR))
+        else:
+            Chronos2Pipeline(model=self._plain_model()).save_pretrained(path)
+        foundation.save_meta(path, meta)
 
     def _plain_model(self) -> Chronos2Model:
         """The model with any LoRA weights merged in, so a save needs no base checkpoint."""
@@ -309,9 +312,16 @@ class Chronos2Adapter(Adapter):
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> Chronos2Adapter:
-        with open(os.path.join(path, _META_FILE)) as f:
-            meta = json.load(f)
+        meta = foundation.load_meta(path)
         adapter = cls(meta["config"], meta["seed"], device)
-        adapter.pipeline = Chronos2Pipeline.from_pretrained(path)
+        if "weights" in meta:
+            adapter.pipeline = _released(weights.follow(meta["weights"]["pretrained"]))
+            lora = os.path.join(path, _LORA_DIR)
+            if os.path.isdir(lora):
+                from peft import PeftModel
+
+                adapter.pipeline.model = PeftModel.from_pretrained(adapter.pipeline.model, lora).merge_and_unload()
+        else:
+            adapter.pipeline = Chronos2Pipeline.from_pretrained(path)
         _to_fp32(adapter.pipeline, device)
         return adapter

@@ -8,7 +8,6 @@ are in `trainables.kronos_training`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -22,12 +21,11 @@ from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
 from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
 from search_spaces.kronos import BASELINE, SIZES
-from trainables import weights
+from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
+from trainables.foundation import Board
 from trainables.kronos_training import (
-    Board,
     fp32,
-    mixed_precision,
     predictor_losses,
     predictor_val_loss,
     tokenizer_losses,
@@ -50,7 +48,7 @@ _PREDICT_BATCH = 256  # sampled paths per forward pass
 # Val origins (forecasts from inside the val window). Only their `prediction_length` target rows
 # are scored, so there are more of them than windows were when every row of a window counted.
 _VAL_WINDOWS = 32
-_META_FILE = "adapter.json"
+_PARTS = {"tokenizer": "tokenizer", "predictor": "pretrained"}  # component → its weight hyperparameter
 
 
 def max_context(config: dict[str, Any]) -> int:
@@ -87,9 +85,15 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
 
 
 def load_models(tokenizer_id: str, predictor_id: str, device: str = "cpu") -> tuple[KronosTokenizer, Kronos]:
-    """Tokenizer and predictor through their hub mixins' from_pretrained (dir → HF cache → hub)."""
-    tokenizer = KronosTokenizer.from_pretrained(weights.resolve(tokenizer_id))
-    model = Kronos.from_pretrained(weights.resolve(predictor_id))
+    """Tokenizer and predictor through their hub mixins' from_pretrained (dir → HF cache → hub),
+    read from disk once per process (each call: copies)."""
+    return _pair(weights.resolve(tokenizer_id), weights.resolve(predictor_id), device, tokenizer_id, predictor_id)
+
+
+def _pair(tokenizer_dir: str, predictor_dir: str, device: str, tokenizer_id: str = "", predictor_id: str = ""):
+    tokenizer = foundation.pretrained("kronos-tokenizer", tokenizer_dir, KronosTokenizer.from_pretrained)
+    model = foundation.pretrained("kronos-predictor", predictor_dir, Kronos.from_pretrained)
+    tokenizer_id, predictor_id = tokenizer_id or tokenizer_dir, predictor_id or predictor_dir
     if (tokenizer.s1_bits, tokenizer.s2_bits) != (model.s1_bits, model.s2_bits):
         raise ValueError(
             f"kronos: tokenizer {tokenizer_id!r} makes ({tokenizer.s1_bits}, {tokenizer.s2_bits})-bit codes but "
@@ -274,11 +278,9 @@ class KronosAdapter(Adapter):
         """Up to 32 fixed windows, each a forecast from an origin in the val range: `context_rows`
         rows before it (they may be training rows), then its target rows, all inside val. The val
         losses score those target rows only; None when val holds no full horizon."""
-        first = max(0, data.val.start - context_rows)
-        last = data.val.stop - length
-        if last < first:
+        starts = foundation.spread(max(0, data.val.start - context_rows), data.val.stop - length, _VAL_WINDOWS)
+        if not len(starts):
             return None
-        starts = np.unique(np.linspace(first, last, num=min(_VAL_WINDOWS, last - first + 1)).astype(int))
         return _windows(feats, stamps, starts, length, context_rows, self.device)
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
@@ -304,29 +306,35 @@ class KronosAdapter(Adapter):
         stamp_t = torch.tensor(stamps[rows], device=self.device).repeat_interleave(samples, dim=0)
         temperature, top_p = float(self.config["temperature"]), float(self.config["top_p"])
         draw = partial(_sample, temperature=temperature, top_p=top_p, generator=generator)
-        with torch.no_grad(), mixed_precision(self.device):
+        with torch.no_grad(), foundation.autocast(self.device):
             paths = _sample_paths(self.tokenizer, self.model, x_t, stamp_t, horizon, self.max_context, draw)
         close = paths[..., _CLOSE].cpu().numpy().reshape(len(origins), samples, horizon)
         close = close * std[:, :, _CLOSE, None] + mean[:, :, _CLOSE, None]
         return np.median(close, axis=1)
 
+    def _untouched(self, part: str) -> bool:
+        """The released weights of `part`, not fine-tuned: stored as a reference, not a copy."""
+        return self.config["init"] == "pretrained" and int(self.config[f"{part}_steps"]) <= 0
+
     def save(self, path: str) -> None:
+        """Each component under its own directory as its hub mixin saves it, or, when it is the
+        released one untouched, as a reference in adapter.json."""
         if self.model is None:
             raise RuntimeError("nothing to save: call fit first")
-        os.makedirs(path, exist_ok=True)
-        self.tokenizer.save_pretrained(os.path.join(path, "tokenizer"))
-        self.model.save_pretrained(os.path.join(path, "predictor"))
-        meta = {"config": self.config, "seed": self.seed, "max_context": self.max_context}
-        with open(os.path.join(path, _META_FILE), "w") as f:
-            json.dump(meta, f, indent=2)
+        meta: dict = {"config": self.config, "seed": self.seed, "max_context": self.max_context, "weights": {}}
+        for part, module in (("tokenizer", self.tokenizer), ("predictor", self.model)):
+            if self._untouched(part):
+                meta["weights"][part] = weights.reference(self.config[_PARTS[part]])
+            else:
+                module.save_pretrained(os.path.join(path, part))
+        foundation.save_meta(path, meta)
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> KronosAdapter:
-        with open(os.path.join(path, _META_FILE)) as f:
-            meta = json.load(f)
+        meta = foundation.load_meta(path)
         adapter = cls(meta["config"], meta["seed"], device)
         adapter.max_context = int(meta["max_context"])
-        adapter.tokenizer, adapter.model = load_models(
-            os.path.join(path, "tokenizer"), os.path.join(path, "predictor"), device
-        )
+        refs = meta.get("weights") or {}
+        dirs = {p: weights.follow(refs[p]) if p in refs else os.path.join(path, p) for p in _PARTS}
+        adapter.tokenizer, adapter.model = _pair(dirs["tokenizer"], dirs["predictor"], device)
         return adapter

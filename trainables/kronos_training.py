@@ -7,7 +7,6 @@ The recipe is upstream's (shiyu-coder/Kronos `finetune/train_tokenizer.py`, `tra
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -15,19 +14,13 @@ import torch.nn.functional as F
 from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
 
 from trainables.adapter import check_loss
+from trainables.foundation import Board, autocast
 
 # Upstream `train_model` of each script: the tokenizer's AdamW takes lr and weight decay only, so
 # torch's default betas (0.9, 0.999); the predictor's passes betas (0.9, 0.95). config.py: weight
 # decay 0.1 for both; grad-norm clip 2.0 (tokenizer) and 3.0 (predictor).
 OPTIMISER = {"tokenizer": {"weight_decay": 0.1}, "predictor": {"betas": (0.9, 0.95), "weight_decay": 0.1}}
 GRAD_CLIP = {"tokenizer": 2.0, "predictor": 3.0}
-
-
-def mixed_precision(device: str):
-    """bf16 autocast on CUDA for the predictor's transformer; CPU runs fp32."""
-    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def fp32(x: torch.Tensor):
@@ -109,26 +102,6 @@ def _one_cycle(steps: int) -> Callable[[int], float]:
     return factor
 
 
-class Board:
-    """TensorBoard scalars under `log_dir`; a no-op without one."""
-
-    def __init__(self, log_dir: str | None) -> None:
-        self._writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._writer = SummaryWriter(log_dir=log_dir)
-
-    def add(self, tag: str, value: float, step: int) -> None:
-        if self._writer is not None:
-            self._writer.add_scalar(tag, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
-            self._writer.close()
-
-
 def train_stage(
     name: str,
     module: torch.nn.Module,
@@ -149,7 +122,7 @@ def train_stage(
     every, best, best_state, facts = max(1, steps // 10), float("inf"), None, {}
     for step in range(steps):
         module.train()
-        with mixed_precision(device):
+        with autocast(device):
             parts = losses(module, *batches())
         check_loss(parts["loss"], f"{name} step {step}")
         optimiser.zero_grad(set_to_none=True)
@@ -176,5 +149,5 @@ def train_stage(
 def evaluate(module: torch.nn.Module, loss: Callable[..., torch.Tensor], val: tuple, device: str) -> float:
     """`loss` on the val windows, in eval() mode (no dropout) and without gradients."""
     module.eval()
-    with torch.no_grad(), mixed_precision(device):
+    with torch.no_grad(), autocast(device):
         return float(loss(module, *val))

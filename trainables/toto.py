@@ -21,7 +21,7 @@ from toto.inference.forecaster import TotoForecaster
 from toto.model.toto import Toto
 
 from search_spaces.toto import BASELINE, SIZES
-from trainables import weights
+from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 from trainables.toto_training import TotoTraining, series, windows
 
@@ -31,7 +31,6 @@ _MIXTURE = "<class 'model.distribution.MixtureOfStudentTsOutput'>"
 
 _PREDICT_BATCH = 256  # origins per forward pass in deterministic (mean) decoding
 _PREDICT_SEQUENCES = 4096  # origins × samples per forward pass when sampling
-_META_FILE = "adapter.json"
 
 
 def _scratch_config(size: str) -> dict[str, Any]:
@@ -74,10 +73,24 @@ def load_checkpoint(path: str) -> tuple[Toto, dict[str, Any]]:
     return model, config
 
 
+def _clone(loaded: tuple[Toto, dict[str, Any]]) -> tuple[Toto, dict[str, Any]]:
+    """A copy of a loaded Toto (the package's model does not deep-copy: it holds a staticmethod)."""
+    model, config = loaded
+    fresh = Toto(**config)
+    fresh.load_state_dict(model.state_dict())
+    return fresh, dict(config)
+
+
+def _released(path: str) -> tuple[Toto, dict[str, Any]]:
+    """The released Toto at `path`, read from disk once per process (each call: a copy)."""
+    return foundation.pretrained("toto", path, load_checkpoint, _clone)
+
+
 def build_model(config: dict[str, Any], device: str = "cpu") -> tuple[Toto, dict[str, Any]]:
     """Load (init="pretrained") or randomly build (init="scratch") Toto on `device`."""
     if config["init"] == "pretrained":
-        model, model_config = load_checkpoint(weights.resolve(config["pretrained"]))
+        # Read from disk once per process; each unit gets its own copy.
+        model, model_config = _released(weights.resolve(config["pretrained"]))
     elif config["init"] == "scratch":
         model_config = _scratch_config(config["size"])
         model = Toto(**model_config)
@@ -193,17 +206,11 @@ class TotoAdapter(Adapter):
         self.model = None
         self._ensure_model()
         seed_everything(self.seed)
-        writer = None
-        if log_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            os.makedirs(log_dir, exist_ok=True)
-            writer = SummaryWriter(log_dir=log_dir)
+        board = foundation.Board(log_dir)
         try:
-            return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(data, writer)
+            return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(data, board)
         finally:
-            if writer is not None:
-                writer.close()
+            board.close()
             self.model.eval()
 
     # ---------------------------------------------------------------------------- inference
@@ -260,26 +267,36 @@ class TotoAdapter(Adapter):
 
     # ------------------------------------------------------------------------------ storage
 
+    def _untouched(self) -> bool:
+        """Released weights, not fine-tuned: stored as a reference, not a copy."""
+        return self.config["init"] == "pretrained" and int(self.config["max_steps"]) <= 0
+
     def save(self, path: str) -> None:
-        """model.safetensors + config.json as `Toto.load_from_checkpoint` reads them."""
+        """model.safetensors + config.json as `Toto.load_from_checkpoint` reads them, or, zero-shot,
+        a reference to the released weights in adapter.json."""
         if self.model is None:
             raise RuntimeError("nothing to save: call fit first")
-        os.makedirs(path, exist_ok=True)
-        # `Toto.save_pretrained` raises with this package version; write the two files directly.
-        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"))
-        with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(self.model_config, f, indent=2)
-        with open(os.path.join(path, _META_FILE), "w") as f:
-            # Tune/Optuna may hand numpy scalars; `.item()` turns them into JSON numbers.
-            json.dump({"config": self.config, "seed": self.seed}, f, indent=2, default=lambda v: v.item())
+        meta: dict = {"config": self.config, "seed": self.seed}
+        if self._untouched():
+            meta["weights"] = {"pretrained": weights.reference(self.config["pretrained"])}
+        else:
+            os.makedirs(path, exist_ok=True)
+            # `Toto.save_pretrained` raises with this package version; write the two files directly.
+            state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+            safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"))
+            with open(os.path.join(path, "config.json"), "w") as f:
+                json.dump(self.model_config, f, indent=2)
+        foundation.save_meta(path, meta)
 
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> TotoAdapter:
-        with open(os.path.join(path, _META_FILE)) as f:
-            meta = json.load(f)
+        meta = foundation.load_meta(path)
         adapter = cls(meta["config"], meta["seed"], device)
-        adapter.model, adapter.model_config = load_checkpoint(path)
+        if "weights" in meta:
+            source = weights.follow(meta["weights"]["pretrained"])
+            adapter.model, adapter.model_config = _released(source)
+        else:
+            adapter.model, adapter.model_config = load_checkpoint(path)
         adapter.model.to(device)
         adapter.model.eval()
         return adapter

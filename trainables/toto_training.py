@@ -16,7 +16,6 @@ mixture; "huber" is a Huber loss on the predictive mean. All act in Toto's scale
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,9 @@ from toto.model.losses import CombinedLoss
 from toto.model.scheduler import WarmupStableDecayLR
 from toto.model.toto import Toto
 
+from trainables import foundation
 from trainables.adapter import TrainingDiverged, UnitData, Window, check_loss
+from trainables.foundation import Board, on_cuda
 
 LOSSES = ("nll", "quantile", "huber")
 _MAX_VAL_WINDOWS = 16  # val windows scored for the periodic val loss
@@ -123,14 +124,7 @@ def _schedule(optimizer: torch.optim.Optimizer, lr: float, warmup: int, max_step
 
 def val_ends(window: Window, patch: int) -> np.ndarray:
     """Ends of val windows whose last patch (the scored one) lies inside `window`."""
-    first, last = window.start + patch, window.stop
-    if last < first:
-        return np.array([], dtype=int)
-    return np.unique(np.linspace(first, last, num=min(_MAX_VAL_WINDOWS, last - first + 1)).astype(int))
-
-
-def on_cuda(device: str) -> bool:
-    return str(device).startswith("cuda")
+    return foundation.spread(window.start + patch, window.stop, _MAX_VAL_WINDOWS)
 
 
 class TotoTraining:
@@ -141,14 +135,14 @@ class TotoTraining:
         self.context = int(config["context_length"])
         self.loss_fn = loss_fn(config["loss"])
 
-    def run(self, data: UnitData, writer) -> dict[str, Any]:
+    def run(self, data: UnitData, board: Board) -> dict[str, Any]:
         max_steps = int(self.config["max_steps"])
         ends = val_ends(data.val, self.patch)
         facts: dict[str, Any] = {
             "max_steps": float(max_steps),
             "num_params": float(sum(p.numel() for p in self.model.parameters())),
         }
-        val_loss = self.val_loss(data, ends, writer, step=0)  # the zero-shot starting point
+        val_loss = self.val_loss(data, ends, board, step=0)  # the zero-shot starting point
         if max_steps <= 0:
             return {**facts, "val_loss": val_loss, "checkpoint_chosen_on": "none"}
         optimizer, scheduler = self._optimiser(max_steps)
@@ -157,11 +151,10 @@ class TotoTraining:
         for step in range(1, max_steps + 1):
             batch = train_batch(y, data.train, rng, self.context, self.patch, int(self.config["batch_size"]))
             train_loss = self._step(batch, optimizer, scheduler)
-            if writer is not None:
-                writer.add_scalar("train/loss", train_loss, step)
-                writer.add_scalar("train/learning_rate", optimizer.param_groups[0]["lr"], step)
+            board.add("train/loss", train_loss, step)
+            board.add("train/learning_rate", optimizer.param_groups[0]["lr"], step)
             if step % every == 0 or step == max_steps:
-                val_loss = self.val_loss(data, ends, writer, step)
+                val_loss = self.val_loss(data, ends, board, step)
                 # Candidates are the fine-tuned steps only, as for the authors' ModelCheckpoint
                 # (no validation before training); the zero-shot model is its own configuration.
                 if val_loss < best:
@@ -196,12 +189,6 @@ class TotoTraining:
         scheduler.step()
         return float(loss.detach())
 
-    def _autocast(self):
-        # bf16 needs no loss scaling; without it (pre-Ampere GPUs) train in float32.
-        if on_cuda(self.device) and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
     def _window_loss(self, values: np.ndarray, mask: np.ndarray, *, last_patch_only: bool) -> torch.Tensor:
         """Masked mean loss of next-patch prediction over windows, as in `TotoForFinetuning`.
 
@@ -216,7 +203,7 @@ class TotoTraining:
         if last_patch_only:
             target_mask[..., :-patch] = False
         backbone = self.model.model
-        with self._autocast():
+        with foundation.autocast(self.device):
             hidden, loc, scale = backbone.backbone(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
         if not torch.isfinite(hidden).all():  # else torch.distributions fails on NaN with a long dump
             raise TrainingDiverged("training diverged: the model's outputs are no longer finite")
@@ -228,7 +215,7 @@ class TotoTraining:
         return loss.sum() / target_mask.sum().clamp_min(1)
 
     @torch.no_grad()
-    def val_loss(self, data: UnitData, ends: np.ndarray, writer=None, step: int = 0) -> float:
+    def val_loss(self, data: UnitData, ends: np.ndarray, board: Board | None = None, step: int = 0) -> float:
         """Loss on the first patch after each val origin (context may reach back before val)."""
         if len(ends) == 0:
             return float("nan")
@@ -237,8 +224,8 @@ class TotoTraining:
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(self.seed)  # quantile loss samples: same draws at every evaluation
             loss = float(self._window_loss(values, mask, last_patch_only=True))
-        if writer is not None:
-            writer.add_scalar("val/loss", loss, step)
+        if board is not None:
+            board.add("val/loss", loss, step)
         return loss
 
     def _rng_devices(self) -> list[int]:

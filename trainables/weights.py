@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 
 
 class WeightsNotFound(RuntimeError):
     """No copy of the weights could be found or downloaded."""
 
 
-def resolve(pretrained: str) -> str:
+class WeightsChanged(WeightsNotFound):
+    """The weights a unit refers to are no longer the ones it was evaluated with."""
+
+
+def resolve(pretrained: str, revision: str | None = None) -> str:
     """Return a local directory holding the weights named by `pretrained`.
 
     `pretrained` is a local directory or a hub id (``owner/name``). The HF cache is tried
@@ -22,14 +28,60 @@ def resolve(pretrained: str) -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        return snapshot_download(pretrained, local_files_only=True)
+        return snapshot_download(pretrained, revision=revision, local_files_only=True)
     except Exception:  # not cached: fall through to the hub
         pass
     try:
-        return snapshot_download(pretrained)
+        return snapshot_download(pretrained, revision=revision)
     except Exception as exc:
         raise WeightsNotFound(
             f"cannot load weights {pretrained!r} (not a local directory, not in the HF cache, "
             f"hub unreachable: {type(exc).__name__}); pre-download them with "
             f"`huggingface-cli download {pretrained}` or pass --pretrained DIR, or use --init scratch"
         ) from None
+
+
+# --------------------------------------------------------------------------- references
+
+_DIGESTS: dict[tuple, str] = {}  # (path, file sizes and mtimes) → digest, once per process
+
+
+def digest(path: str) -> str:
+    """sha256 over a weights directory's files (names and contents, symlinks followed)."""
+    files = sorted(
+        os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path, followlinks=True) for f in names
+    )
+    stamp = tuple(
+        (f, os.stat(os.path.join(path, f)).st_size, os.stat(os.path.join(path, f)).st_mtime_ns) for f in files
+    )
+    key = (os.path.realpath(path), stamp)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.encode() + b"\0")
+            with open(os.path.join(path, f), "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def reference(pretrained: str) -> dict[str, str | None]:
+    """Where released weights came from, to store instead of a copy: the configured source, the
+    resolved directory, the hub revision when it lies in the HF cache, and a digest of its files."""
+    path = resolve(pretrained)
+    match = re.search(r"[/\\]snapshots[/\\]([0-9a-f]{7,64})[/\\]?$", path)
+    return {"source": pretrained, "path": path, "revision": match.group(1) if match else None, "sha256": digest(path)}
+
+
+def follow(ref: dict[str, str | None]) -> str:
+    """The local directory holding exactly the weights `ref` names; WeightsChanged if they changed."""
+    path = ref.get("path")
+    if not (path and os.path.isdir(path)):
+        path = resolve(str(ref["source"]), ref.get("revision"))
+    if digest(path) != ref["sha256"]:
+        raise WeightsChanged(
+            f"weights {ref['source']!r} at {path} are not the ones this unit was evaluated with "
+            f"(sha256 {ref['sha256'][:12]}…, now {digest(path)[:12]}…): restore them, or rerun the unit"
+        )
+    return path
