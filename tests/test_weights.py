@@ -117,3 +117,15 @@ def test_released_weights_are_read_once_per_process_and_each_unit_gets_its_own_c
     after.fit(data, None)
     assert len(reads) == len(entry.weight_keys)  # one read per weights directory, for three units
     np.testing.assert_allclose(after.predict(data, where), before, rtol=1e-6)  # the cache was not touched
+
+
+def test_kronos_saves_a_configuration_holding_numpy_scalars(tmp_path):
+    """Tune and Optuna may hand numpy values; adapter.json is written with the numpy-safe encoder."""
+    from trainables.kronos import KronosAdapter
+
+    config = contract.tiny("kronos", context_length=np.int64(64), temperature=np.float32(0.9), predictor_steps=0)
+    adapter = KronosAdapter(config, seed=np.int64(3))
+    adapter.fit(contract._unit_data(synthetic_prices(320)), None)
+    adapter.save(str(tmp_path / "m"))
+    loaded = KronosAdapter.load(str(tmp_path / "m"))
+    assert loaded.config["context_length"] == 64 and abs(loaded.config["temperature"] - 0.9) < 1e-6 and loaded.seed == 3

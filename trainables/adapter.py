@@ -60,7 +60,7 @@ class Adapter(ABC):
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         self.config = dict(config)
-        self.seed = seed
+        self.seed = int(seed)  # numpy integers (from Tune or Optuna) do not seed Python's random
         self.device = device
 
     @staticmethod
