@@ -34,11 +34,12 @@ def test_gpu_check_without_cuda_exits_2_with_one_line():
     assert lines[0].startswith("error:") and "no CUDA device" in lines[0]
 
 
-@pytest.mark.parametrize("script", ["gpu_check.py", "finetune_step.py"])
-def test_bench_help(script):
+@pytest.mark.parametrize("script, flag", [("gpu_check.py", "--steps"), ("finetune_step.py", "--steps"),
+                                          ("scaling.py", "--rounds")])  # fmt: skip
+def test_bench_help(script, flag):
     out = _run(script, "--help")
     assert out.returncode == 0, out.stderr
-    assert "--steps" in out.stdout
+    assert flag in out.stdout
 
 
 def test_gpu_check_flags():

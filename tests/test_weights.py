@@ -93,18 +93,37 @@ def test_a_reference_names_the_hub_revision_of_an_hf_cache_snapshot(tmp_path):
     assert weights.reference(str(tmp_path / "models--o--n"))["revision"] is None
 
 
+# The package functions that read released weights from disk, per model.
+READERS = {
+    "toto": [("toto.model.toto", "Toto", "load_from_checkpoint")],
+    "chronos2": [("chronos.chronos2", "Chronos2Pipeline", "from_pretrained")],
+    "kronos": [("kronos_finance._vendor.kronos_model", c, "from_pretrained") for c in ("Kronos", "KronosTokenizer")],
+}
+
+
+def _count_reads(model: str, monkeypatch) -> list[str]:
+    """Wrap the package's real loaders so each disk read is counted (and still happens)."""
+    import importlib
+
+    reads: list[str] = []
+    for module, cls_name, method in READERS[model]:
+        cls = getattr(importlib.import_module(module), cls_name)
+        real = getattr(cls, method)  # bound to the class
+
+        def counting(*args, _real=real, _name=cls_name, **kwargs):
+            reads.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(cls, method, staticmethod(counting))
+    return reads
+
+
 @pytest.mark.parametrize("model", FOUNDATION)
 def test_released_weights_are_read_once_per_process_and_each_unit_gets_its_own_copy(model, tmp_path, monkeypatch):
     entry = registry.get(model)
     config = _pretrained_config(model, str(tmp_path / "released"))
-    reads = []
-    real = foundation.pretrained
-
-    def counting(what, path, load, *args):  # the real cache, with its disk reads counted
-        return real(what, path, lambda p: reads.append(p) or load(p), *args)
-
-    monkeypatch.setattr(foundation, "pretrained", counting)
     foundation._PRETRAINED.clear()
+    reads = _count_reads(model, monkeypatch)
     data = contract._unit_data(synthetic_prices(320))
     zero_shot = {**config, **entry.spaces().ZERO_SHOT}
     where = np.array([data.test.start, data.test.start + 4])
@@ -115,8 +134,62 @@ def test_released_weights_are_read_once_per_process_and_each_unit_gets_its_own_c
     tuned.fit(data, None)
     after = entry.adapter()(zero_shot, seed=0)
     after.fit(data, None)
-    assert len(reads) == len(entry.weight_keys)  # one read per weights directory, for three units
+    assert len(reads) == len(READERS[model])  # one read per weights directory, for three units
     np.testing.assert_allclose(after.predict(data, where), before, rtol=1e-6)  # the cache was not touched
+
+
+@pytest.mark.parametrize("model", FOUNDATION)
+def test_a_fine_tuned_unit_loads_from_its_own_files_without_entering_the_cache(model, tmp_path):
+    """Loading many units (analysis/ensemble.py) must not keep each one's weights in memory."""
+    entry = registry.get(model)
+    config = _pretrained_config(model, str(tmp_path / "released"))
+    adapter = entry.adapter()(config, seed=0)
+    adapter.fit(contract._unit_data(synthetic_prices(320)), None)
+    adapter.save(str(tmp_path / "unit"))
+    assert _weight_files(str(tmp_path / "unit"))
+    foundation._PRETRAINED.clear()
+    entry.adapter().load(str(tmp_path / "unit"))
+    assert not foundation._PRETRAINED
+
+
+def _released_dir(directory) -> str:
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text("{}")
+    (directory / "model.safetensors").write_bytes(b"weights")
+    return str(directory)
+
+
+def test_a_reference_ignores_download_metadata_beside_the_weights(tmp_path):
+    """`huggingface-cli download --local-dir` keeps (and rewrites) metadata and locks in .cache/."""
+    ref = weights.reference(_released_dir(tmp_path / "w"))
+    meta = tmp_path / "w" / ".cache" / "huggingface" / "download"
+    meta.mkdir(parents=True)
+    (meta / "model.safetensors.metadata").write_text("etag, timestamp")
+    assert weights.follow(ref) == ref["path"]
+
+
+def test_a_reference_falls_back_to_its_source_when_its_path_changed(tmp_path):
+    source = _released_dir(tmp_path / "source")
+    ref = weights.reference(source)
+    ref["path"] = _released_dir(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "model.safetensors").write_bytes(b"other weights")
+    assert weights.follow(ref) == source
+
+
+def test_a_reference_to_weights_that_are_gone_says_so(tmp_path):
+    ref = weights.reference(_released_dir(tmp_path / "w"))
+    for f in (tmp_path / "w").iterdir():
+        f.unlink()
+    (tmp_path / "w").rmdir()
+    with pytest.raises(weights.WeightsNotFound, match="gone") as raised:
+        weights.follow(ref)
+    assert not isinstance(raised.value, weights.WeightsChanged) and "\n" not in str(raised.value)
+
+
+def test_adapter_json_takes_numpy_scalars_arrays_and_bools(tmp_path):
+    meta = {"config": {"a": np.int64(3), "b": np.float32(0.5), "c": np.array([1, 2]), "d": np.bool_(True)}}
+    foundation.save_meta(str(tmp_path), meta)
+    assert foundation.load_meta(str(tmp_path)) == {"config": {"a": 3, "b": 0.5, "c": [1, 2], "d": True}}
 
 
 def test_kronos_saves_a_configuration_holding_numpy_scalars(tmp_path):

@@ -59,7 +59,7 @@ def spread(first: int, last: int, n: int) -> np.ndarray:
 
 
 def save_meta(path: str, meta: dict[str, Any]) -> None:
-    """adapter.json: config, seed and what else `load` needs (numpy scalars written as numbers)."""
+    """adapter.json: config, seed and what else `load` needs (numpy values written as plain JSON)."""
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, META_FILE), "w") as f:
         f.write(store.dumps(meta))

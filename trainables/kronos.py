@@ -87,17 +87,24 @@ def _check_config(config: dict[str, Any], limit: int) -> None:
 def load_models(tokenizer_id: str, predictor_id: str, device: str = "cpu") -> tuple[KronosTokenizer, Kronos]:
     """Tokenizer and predictor through their hub mixins' from_pretrained (dir → HF cache → hub),
     read from disk once per process (each call: copies)."""
-    return _pair(weights.resolve(tokenizer_id), weights.resolve(predictor_id), device, tokenizer_id, predictor_id)
+    tokenizer = _released("tokenizer", weights.resolve(tokenizer_id))
+    model = _released("predictor", weights.resolve(predictor_id))
+    return _paired(tokenizer, model, {"tokenizer": tokenizer_id, "predictor": predictor_id}, device)
 
 
-def _pair(tokenizer_dir: str, predictor_dir: str, device: str, tokenizer_id: str = "", predictor_id: str = ""):
-    tokenizer = foundation.pretrained("kronos-tokenizer", tokenizer_dir, KronosTokenizer.from_pretrained)
-    model = foundation.pretrained("kronos-predictor", predictor_dir, Kronos.from_pretrained)
-    tokenizer_id, predictor_id = tokenizer_id or tokenizer_dir, predictor_id or predictor_dir
+def _released(part: str, path: str) -> KronosTokenizer | Kronos:
+    """The released `part` at `path`, read from disk once per process (each call: a copy)."""
+    cls = KronosTokenizer if part == "tokenizer" else Kronos
+    return foundation.pretrained(f"kronos-{part}", path, cls.from_pretrained)
+
+
+def _paired(tokenizer: KronosTokenizer, model: Kronos, names: dict[str, str], device: str):
+    """Both on `device` in eval mode, after checking the predictor reads the tokenizer's codes."""
     if (tokenizer.s1_bits, tokenizer.s2_bits) != (model.s1_bits, model.s2_bits):
         raise ValueError(
-            f"kronos: tokenizer {tokenizer_id!r} makes ({tokenizer.s1_bits}, {tokenizer.s2_bits})-bit codes but "
-            f"predictor {predictor_id!r} reads ({model.s1_bits}, {model.s2_bits})-bit codes: pair them as released"
+            f"kronos: tokenizer {names['tokenizer']!r} makes ({tokenizer.s1_bits}, {tokenizer.s2_bits})-bit codes "
+            f"but predictor {names['predictor']!r} reads ({model.s1_bits}, {model.s2_bits})-bit codes: "
+            "pair them as released"
         )
     return tokenizer.to(device).eval(), model.to(device).eval()
 
@@ -335,6 +342,15 @@ class KronosAdapter(Adapter):
         adapter = cls(meta["config"], meta["seed"], device)
         adapter.max_context = int(meta["max_context"])
         refs = meta.get("weights") or {}
-        dirs = {p: weights.follow(refs[p]) if p in refs else os.path.join(path, p) for p in _PARTS}
-        adapter.tokenizer, adapter.model = _pair(dirs["tokenizer"], dirs["predictor"], device)
+        # A released component from the process cache; the unit's own weights straight from disk,
+        # so loading many units (analysis/ensemble.py) holds no extra copy of each.
+        parts, names = {}, {}
+        for part, cls in (("tokenizer", KronosTokenizer), ("predictor", Kronos)):
+            if part in refs:
+                names[part] = weights.follow(refs[part])
+                parts[part] = _released(part, names[part])
+            else:
+                names[part] = os.path.join(path, part)
+                parts[part] = cls.from_pretrained(names[part])
+        adapter.tokenizer, adapter.model = _paired(parts["tokenizer"], parts["predictor"], names, device)
         return adapter

@@ -43,7 +43,7 @@ def list_dirs(path: str) -> list[str]:
 
 
 def _plain(obj: object) -> object:
-    return obj.item() if hasattr(obj, "item") else str(obj)  # numpy scalars → Python numbers
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)  # numpy scalars and arrays → Python values
 
 
 def dumps(obj: object) -> str:

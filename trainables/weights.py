@@ -46,11 +46,19 @@ def resolve(pretrained: str, revision: str | None = None) -> str:
 _DIGESTS: dict[tuple, str] = {}  # (path, file sizes and mtimes) → digest, once per process
 
 
+def _files(path: str) -> list[str]:
+    """The directory's files, relative, sorted; hidden ones left out (`huggingface-cli download
+    --local-dir` keeps and rewrites its metadata and locks under .cache/)."""
+    out = []
+    for d, dirs, names in os.walk(path, followlinks=True):
+        dirs[:] = [n for n in dirs if not n.startswith(".")]
+        out += [os.path.relpath(os.path.join(d, f), path) for f in names if not f.startswith(".")]
+    return sorted(out)
+
+
 def digest(path: str) -> str:
     """sha256 over a weights directory's files (names and contents, symlinks followed)."""
-    files = sorted(
-        os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path, followlinks=True) for f in names
-    )
+    files = _files(path)
     stamp = tuple(
         (f, os.stat(os.path.join(path, f)).st_size, os.stat(os.path.join(path, f)).st_mtime_ns) for f in files
     )
@@ -75,13 +83,28 @@ def reference(pretrained: str) -> dict[str, str | None]:
 
 
 def follow(ref: dict[str, str | None]) -> str:
-    """The local directory holding exactly the weights `ref` names; WeightsChanged if they changed."""
+    """The local directory holding exactly the weights `ref` names: its recorded path, else its
+    source (at its revision) resolved again. WeightsChanged when what is found differs,
+    WeightsNotFound when nothing is found."""
     path = ref.get("path")
-    if not (path and os.path.isdir(path)):
-        path = resolve(str(ref["source"]), ref.get("revision"))
-    if digest(path) != ref["sha256"]:
-        raise WeightsChanged(
-            f"weights {ref['source']!r} at {path} are not the ones this unit was evaluated with "
-            f"(sha256 {ref['sha256'][:12]}…, now {digest(path)[:12]}…): restore them, or rerun the unit"
-        )
-    return path
+    if path and os.path.isdir(path) and digest(path) == ref["sha256"]:
+        return path
+    try:
+        found = resolve(str(ref["source"]), ref.get("revision"))
+    except WeightsNotFound:
+        if path and os.path.isdir(path):
+            raise _changed(ref, path) from None
+        raise WeightsNotFound(
+            f"weights {ref['source']!r} this unit refers to are gone (not at {path}, and the source "
+            "cannot be resolved): restore or download them, or rerun the unit"
+        ) from None
+    if digest(found) != ref["sha256"]:
+        raise _changed(ref, found)
+    return found
+
+
+def _changed(ref: dict[str, str | None], path: str) -> WeightsChanged:
+    return WeightsChanged(
+        f"weights {ref['source']!r} at {path} are not the ones this unit was evaluated with "
+        f"(sha256 {str(ref['sha256'])[:12]}…, now {digest(path)[:12]}…): restore them, or rerun the unit"
+    )
