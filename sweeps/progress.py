@@ -94,14 +94,15 @@ class Progress(Callback):
         now = time.monotonic()
         if now - self._last_poll >= POLL_S:
             self._last_poll = now
-            self._poll(trials)
+            # Running trials only: a finished one's units were read when it reported.
+            self._poll([t for t in trials if t.status == "RUNNING"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ARG002
         self.units_by_trial[trial.trial_id] = int(result.get("units_done", 0))
         score = result.get("robust_score")
         if score is not None and math.isfinite(score) and (self.best is None or score < self.best[0]):
             self.best = (float(score), config_id(trial.config))
-        self._poll(trials)
+        self._poll([trial])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ARG002
         ran = max(self.units_by_trial.get(trial.trial_id, 0), self.seen_by_trial.get(trial.trial_id, 0))
