@@ -114,7 +114,8 @@ def test_train_tail_early_stopping_never_reads_the_val_window(model):
     np.testing.assert_allclose(forecasts[0], forecasts[1], rtol=1e-6)
 
 
-def _weight_files(directory: str) -> list[str]:
+def weight_files(directory: str) -> list[str]:
+    """The weight files under a saved model directory (any depth)."""
     pattern = ("*.safetensors", "*.bin", "*.ckpt", "*.pt")
     return [f for p in pattern for f in glob.glob(os.path.join(directory, "**", p), recursive=True)]
 
@@ -141,12 +142,12 @@ def test_pretrained_dir_sweep_fine_tunes_refers_to_unchanged_weights_and_shares_
     steps = runs["config"].map(lambda c: int(json.loads(c)[entry.steps_key]))
     tuned, zero = runs[steps > 0], runs[steps == 0]
     for _, unit in tuned.iterrows():
-        assert unit["checkpoint_chosen_on"] == "val" and _weight_files(unit["checkpoint"])
+        assert unit["checkpoint_chosen_on"] == "val" and weight_files(unit["checkpoint"])
         tb = os.path.join(unit["trial_path"], "tensorboard", unit["unit"])
         assert glob.glob(os.path.join(tb, "**", "events.*"), recursive=True)
     for _, unit in zero.iterrows():
         assert unit["checkpoint_chosen_on"] == "none"
-        assert not _weight_files(unit["checkpoint"]), "a zero-shot unit copied the pretrained weights"
+        assert not weight_files(unit["checkpoint"]), "a zero-shot unit copied the pretrained weights"
     shared = zero["shared_from"].notna().sum()
     assert shared == (1 if entry.adapter().seed_free(json.loads(zero["config"].iloc[0])) else 0)
     if shared:  # the same forecasts, recorded twice, run once

@@ -6,7 +6,6 @@ they go through the same `--pretrained DIR` path as real weights.
 
 from __future__ import annotations
 
-import glob
 import os
 
 import numpy as np
@@ -19,11 +18,7 @@ from trainables.unit import origins, run_unit
 
 pytestmark = pytest.mark.slow
 FOUNDATION = [m for m in registry.MODELS if registry.pretrained(m)]
-WEIGHT_FILES = ("*.safetensors", "*.bin", "*.ckpt", "*.pt")
-
-
-def _weight_files(directory: str) -> list[str]:
-    return [f for p in WEIGHT_FILES for f in glob.glob(os.path.join(directory, "**", p), recursive=True)]
+_weight_files = contract.weight_files
 
 
 def _pretrained_config(model: str, directory: str, **extra) -> dict:
