@@ -54,6 +54,13 @@ def qrandint(lower: int, upper: int, q: int = 1) -> Integer:
     return Integer(lower, upper, q)
 
 
+def numeric(domain: Domain) -> bool:
+    """Whether every value of the domain is a number (booleans are not)."""
+    if isinstance(domain, Choice):
+        return all(isinstance(c, int | float) and not isinstance(c, bool) for c in domain.categories)
+    return True
+
+
 def largest(domain: Domain) -> Any:
     """The largest value the domain can take (for checking that folds are long enough)."""
     return max(domain.categories) if isinstance(domain, Choice) else domain.upper

@@ -28,6 +28,7 @@ class Prepared:
     frame: pd.DataFrame
     features: tuple[str, ...]
     folds: tuple[Fold, ...]
+    unit_steps: int = 0  # trainables.nested.Plan.unit_steps
 
 
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
@@ -43,6 +44,22 @@ def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     if dom is None:
         return int(baseline[key])
     return int(max(baseline[key], domains.largest(dom)))
+
+
+def _most_steps(spec: SweepSpec, base: dict) -> int:
+    """The most optimizer steps a unit of this sweep's configurations trains (ASHA's clock per
+    fold); 0 when units cannot report their validations (they run as Ray tasks)."""
+    entry = registry.get(spec.model)
+    if spec.parallel_units > 1:
+        return 0
+    adapter, fixed = entry.adapter(), spec.fixed(entry.horizon_key)
+    if spec.mode != "optuna":
+        configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
+        return max((adapter.planned_steps(c) for c in configs[: spec.max_runs]), default=0)
+    # Optuna: every searched number at its largest (an upper bound is all the clock needs).
+    numeric = {k: v for k, v in entry.spaces().OPTUNA.items() if k not in fixed and domains.numeric(v)}
+    numbers = {k: domains.largest(v) for k, v in numeric.items()}
+    return max(adapter.planned_steps({**base, **fixed}), adapter.planned_steps({**base, **numbers, **fixed}))
 
 
 def _check_storage(storage: str) -> None:
@@ -90,7 +107,7 @@ def prepare(spec: SweepSpec) -> Prepared:
     _check_weights(base)
     _check_target(spec, folds)
     _warn_few_origins(folds, ts, context, horizon)  # last: bad input gets its one error line alone
-    return Prepared(frame, features, folds)
+    return Prepared(frame, features, folds, _most_steps(spec, base))
 
 
 MIN_ORIGINS = 30  # fewer forecast origins per window leave the DM test with little power
@@ -254,6 +271,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         metric=spec.metric,
         early_stop_on=spec.early_stop_on,
         parallel_units=spec.parallel_units,
+        unit_steps=prepared.unit_steps,
         cpus_per_unit=spec.cpus_per_trial,
         gpus_per_unit=gpus,
         experiment_path=path,
@@ -346,6 +364,7 @@ def _new_tuner(
 
     from sweeps.progress import Progress, header
     from sweeps.tb_logger import TensorBoardLogger
+    from trainables.nested import ASHA_SCORE, ASHA_TIME, max_time
 
     # Each explicit configuration differs from the baseline constants by design: not worth a warning.
     logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
@@ -373,17 +392,19 @@ def _new_tuner(
         where = f"{spec.storage.rstrip('/')}/{spec.name}"
         print(header(spec.model, spec.mode, n, folds, seeds, f"{per_trial} per trial, {concurrent} at once", where))
         callbacks.append(Progress(n, folds * seeds, spec.metric, plan.experiment_path))
-    scheduler = (
-        ASHAScheduler(time_attr="training_iteration", max_t=len(plan.folds), grace_period=1, reduction_factor=2)
-        if spec.scheduler == "asha"
-        else FIFOScheduler()
-    )
+    # ASHA has its own metric (trainables.nested.ASHA_SCORE), so Tune's metric is the searcher's
+    # and analysis' robust_score only without it (Tune refuses two).
+    scheduler, metric = FIFOScheduler(), {"metric": "robust_score", "mode": "min"}
+    if spec.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr=ASHA_TIME, metric=ASHA_SCORE, mode="min", max_t=max_time(plan), grace_period=1, reduction_factor=2
+        )
+        metric = {}
     return tune.Tuner(
         trainable,
         param_space=search.param_space,
         tune_config=tune.TuneConfig(
-            metric="robust_score",
-            mode="min",
+            **metric,
             search_alg=search.algorithm,
             scheduler=scheduler,
             num_samples=search.num_samples,

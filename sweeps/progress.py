@@ -2,8 +2,10 @@
 
 A header, then a line per finished unit (configuration, fold, seed, metric, seconds) and per failed
 configuration (its reason in one line), and a progress line: units done / total, elapsed, ETA and
-the best configuration so far. On a terminal the progress line is redrawn in place; elsewhere (CI,
-a log file) it is printed half-way and at the end, so the output stays short and line-based.
+the best configuration so far. On a terminal the progress line is redrawn in place and also shows
+the running units' training (step / planned steps and val loss, from each validation they
+report); elsewhere (CI, a log file) it is printed half-way and at the end, so the output stays
+short and line-based. A configuration ASHA stops early gets a line saying where it stopped.
 
 Unit lines come from the units' record.json files (written when a fold's units finish), polled
 at most once a second on local storage; on s3:// the per-fold results count the units instead.
@@ -15,6 +17,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import TextIO
@@ -71,6 +74,7 @@ class Progress(Callback):
         self.seen_by_trial: dict[str, int] = {}
         self.units_by_trial: dict[str, int] = {}
         self.best: tuple[float, str] | None = None
+        self.running: dict[str, str] = {}  # trial id → its running unit's last validation, as shown
         self._last_poll = 0.0
         self._half = 0  # halves of the way printed (non-terminal output)
         self._drawn = False
@@ -98,6 +102,15 @@ class Progress(Callback):
             self._poll([t for t in trials if t.status == "RUNNING"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ARG002
+        if result.get("intermediate"):  # a validation inside a running unit (trainables.nested._Live)
+            self.running[trial.trial_id] = (
+                f"{config_id(trial.config)} {result['unit']} step {result['unit_step']}/{result['unit_steps']} "
+                f"val loss {result['unit_val_loss']:.4g}"
+            )
+            if self.tty:
+                self._progress()
+            return
+        self.running.pop(trial.trial_id, None)
         self.units_by_trial[trial.trial_id] = int(result.get("units_done", 0))
         score = result.get("robust_score")
         if score is not None and math.isfinite(score) and (self.best is None or score < self.best[0]):
@@ -105,9 +118,20 @@ class Progress(Callback):
         self._poll([trial])
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ARG002
-        ran = max(self.units_by_trial.get(trial.trial_id, 0), self.seen_by_trial.get(trial.trial_id, 0))
-        self.total -= max(0, self.per_config - ran)
+        self.running.pop(trial.trial_id, None)
+        self.total -= max(0, self.per_config - self._ran(trial))
         self._line(f"  ✗ {config_id(trial.config)} failed: {_reason(trial)}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ARG002
+        self._poll([trial])
+        last, ran = self.running.pop(trial.trial_id, None), self._ran(trial)
+        if ran < self.per_config:  # stopped by the scheduler (ASHA): its other units never run
+            self.total -= self.per_config - ran
+            where = f" (last validation: {last.split(' ', 1)[1]})" if last else ""
+            self._line(f"  ⏹ {config_id(trial.config)} stopped by ASHA after {ran}/{self.per_config} units{where}")
+
+    def _ran(self, trial) -> int:
+        return max(self.units_by_trial.get(trial.trial_id, 0), self.seen_by_trial.get(trial.trial_id, 0))
 
     def on_experiment_end(self, trials, **info) -> None:  # noqa: ARG002
         self._poll(trials)
@@ -128,9 +152,12 @@ class Progress(Callback):
         filled = min(width, width * done // self.total) if self.total > 0 else width
         eta = clock(elapsed / done * (self.total - done)) if 0 < done < self.total else "—"
         best = f" · best {self.best[1]} (robust {self.best[0]:.4g})" if self.best else ""
-        return (
+        line = (
             f"[{'█' * filled}{'·' * (width - filled)}] {done}/{self.total} units · {clock(elapsed)} · ETA {eta}{best}"
         )
+        if self.tty and self.running:  # cut to the terminal: a wrapped line cannot be redrawn in place
+            line = (line + " · " + " | ".join(self.running.values()))[: shutil.get_terminal_size().columns - 1]
+        return line
 
     def _poll(self, trials) -> None:
         if self.local:

@@ -37,11 +37,14 @@ class TensorBoardLogger(TBXLoggerCallback):
         self._writers[trial] = EventFileWriter(trial.local_path)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:  # noqa: ARG002 (Tune's signature)
+        if result.get("intermediate"):  # a validation inside a unit (trainables.nested._Live), not a fold result
+            return
         if trial not in self._writers:
             self.log_trial_start(trial)
         scalars = scalar_values({k: v for k, v in result.items() if k not in SKIPPED})
         values = [Summary.Value(tag=f"ray/tune/{k}", simple_value=float(v)) for k, v in scalars.items()]
-        self._write(trial, result[TRAINING_ITERATION], values)
+        # Step = folds reported (training_iteration also counts the units' intermediate results).
+        self._write(trial, int(result.get("folds_done", result[TRAINING_ITERATION])), values)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:  # noqa: ARG002 (Tune's signature)
         if trial not in self._writers:

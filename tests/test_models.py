@@ -82,6 +82,26 @@ def test_fit_writes_the_learning_curve_tags_its_registry_entry_declares(model, t
 
 
 @pytest.mark.parametrize("model", registry.MODELS)
+def test_fit_reports_each_validation_within_its_planned_steps(model):
+    """What the trial reports to ASHA and the progress line (trainables.nested._Live)."""
+    cls = registry.get(model).adapter()
+    config = tiny(model)
+    adapter, seen = cls(config, seed=0), []
+    adapter.on_validation = lambda step, loss: seen.append((step, loss))
+    adapter.fit(_unit_data(synthetic_prices(320)), None)
+    planned = cls.planned_steps(adapter.config)
+    if planned == 0:
+        assert seen == [], f"{model} plans no steps but reported validations"
+        return
+    steps = [s for s, _ in seen]
+    assert steps and steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] <= planned, (steps, planned)
+    assert all(np.isfinite(loss) for _, loss in seen)
+    zero = cls(tiny(model, **registry.get(model).spaces().ZERO_SHOT), seed=0) if registry.pretrained(model) else None
+    if zero is not None:  # released weights, no training: nothing to validate
+        assert cls.planned_steps(zero.config) == 0
+
+
+@pytest.mark.parametrize("model", registry.MODELS)
 def test_a_saved_unit_model_loads_and_forecasts_the_same(model, tmp_path):
     cls = registry.get(model).adapter()
     data = _unit_data(synthetic_prices(320))

@@ -401,3 +401,37 @@ def test_asha_prunes_over_folds_and_ranks_only_complete_configurations(tmp_path,
     assert (done < 3).any(), "ASHA stopped at least one configuration before its last fold"
     assert ranking.loc[ranking["units_done"] < 3, "status"].ne("ok").all()
     assert ranking["status"].iloc[0] == "ok" and ranking["units_done"].iloc[0] == 3
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_asha_stops_a_diverging_configuration_after_its_first_epoch_and_does_not_rank_it(
+    tmp_path, tiny_config, capsys
+):
+    """Learning rate 10 stays finite (val loss ~300 against ~1.8) but is hopeless: ASHA compares
+    the first unit's val loss after its first epoch and stops it there, inside its first unit."""
+    cfg = json.loads(open(tiny_config).read())
+    cfg["training_config"].update(max_epochs=4, early_stopping_patience=99)
+    cfg["param_ranges"] = {"learning_rate": [1e-3, 10.0]}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(cfg))
+    args = sweep_args(tmp_path / "r", str(path), "--mode", "grid", "--folds", "2", "--seeds", "2", "--name", "asha",
+                      "--scheduler", "asha", "--max-concurrent", "1")  # fmt: skip
+    assert main("tft", args) == 0
+    sweep = tmp_path / "r" / "asha"
+    results = {}
+    for trial in glob.glob(str(sweep / "trial_*")):
+        lr = json.load(open(os.path.join(trial, "params.json")))["learning_rate"]
+        results[lr] = [json.loads(line) for line in open(os.path.join(trial, "result.json"))]
+    good, bad = results[1e-3], results[10.0]
+    # The good configuration ran every unit: per-epoch reports of each unit, then a report per fold.
+    assert good[-1]["units_done"] == 4 and sum("intermediate" not in r or not r["intermediate"] for r in good) == 2
+    assert [r["unit_step"] for r in good if r.get("intermediate")][:4] == [3, 6, 9, 12]
+    # The diverging one: stopped at its first validation (step 3 of 12), finite, before any unit ended.
+    assert len(bad) == 1 and bad[0]["intermediate"] and bad[0]["unit_step"] == 3
+    assert 50 < bad[0]["unit_val_loss"] < np.inf
+    ranking = pd.read_csv(sweep / "config_ranking.csv")
+    row = ranking.set_index("config/learning_rate").loc[10.0]
+    assert row["status"] == "incomplete" and row["units_done"] == 0 and row["in_mcs"] != True  # noqa: E712
+    assert ranking["status"].iloc[0] == "ok" and ranking["config/learning_rate"].iloc[0] == 1e-3
+    out = capsys.readouterr().out
+    assert re.search(r"⏹ \S+ stopped by ASHA after 0/4 units \(last validation: .*step 3/12", out)

@@ -8,6 +8,7 @@ loop, metrics, reporting and checkpointing live once, in `trainables.nested`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,9 @@ class Adapter(ABC):
     """One forecaster. Subclasses set `name` and implement the five methods below."""
 
     name: str = ""
+    # Set by the trial for a unit it runs in its own process: called with (optimizer step, val
+    # loss) at each validation during `fit` (the live progress line, ASHA's within-unit rungs).
+    on_validation: Callable[[int, float], None] | None = None
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         self.config = dict(config)
@@ -77,6 +81,16 @@ class Adapter(ABC):
     def seed_free(cls, config: dict[str, Any]) -> bool:  # noqa: ARG003 (overridden per model)
         """Whether a unit's forecasts are the same for every seed (then one run serves all seeds)."""
         return False
+
+    @classmethod
+    def planned_steps(cls, config: dict[str, Any]) -> int:  # noqa: ARG003 (overridden per model)
+        """Optimizer steps a unit of `config` trains for at most (0: it reports no validations)."""
+        return 0
+
+    def validated(self, step: int, loss: float) -> None:
+        """Called by `fit` after each validation pass (not the sanity check, not before training)."""
+        if self.on_validation is not None:
+            self.on_validation(int(step), float(loss))
 
     @abstractmethod
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:

@@ -12,7 +12,7 @@ import copy
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -118,9 +118,10 @@ class _BestWeights(TrainerCallback):
     (~0.5 GB for the released one) at every evaluation: nothing is saved during training.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, validated: Callable[[int, float], None] | None = None) -> None:
         self.best_loss, self.best_step = float("inf"), 0
         self._state: dict[str, torch.Tensor] | None = None
+        self.validated = validated  # Adapter.validated: each evaluation's loss goes on to the trial
 
     @staticmethod
     def _trainable(model) -> Iterator[tuple[str, torch.nn.Parameter]]:
@@ -129,6 +130,8 @@ class _BestWeights(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):  # noqa: ARG002 (TrainerCallback API)
         loss = (metrics or {}).get("eval_loss", float("nan"))
+        if self.validated is not None:
+            self.validated(state.global_step, float(loss))
         if loss < self.best_loss:
             self.best_loss, self.best_step = float(loss), state.global_step
             self._state = {name: p.detach().to("cpu", copy=True) for name, p in self._trainable(model)}
@@ -190,6 +193,10 @@ class Chronos2Adapter(Adapter):
         self.pipeline: Chronos2Pipeline | None = None
 
     @classmethod
+    def planned_steps(cls, config: dict[str, Any]) -> int:
+        return max(0, int({**BASELINE, **config}["num_steps"]))
+
+    @classmethod
     def seed_free(cls, config: dict[str, Any]) -> bool:
         """Released weights without fine-tuning: the forecast (a quantile head, no sampling) ignores the seed."""
         config = {**BASELINE, **config}
@@ -212,7 +219,7 @@ class Chronos2Adapter(Adapter):
         cfg = self.config
         context, horizon, num_steps = self.context_length(cfg), self.horizon(cfg), int(cfg["num_steps"])
         train = _series(data)[data.train.start : data.train.stop]
-        losses, best = _TensorBoardLosses(log_dir), _BestWeights()
+        losses, best = _TensorBoardLosses(log_dir), _BestWeights(self.validated)
         every = _eval_every(num_steps)
         try:
             self.pipeline = self.pipeline.fit(

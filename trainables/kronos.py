@@ -229,6 +229,10 @@ class KronosAdapter(Adapter):
         self.tokenizer: KronosTokenizer | None = None
         self.model: Kronos | None = None
 
+    @classmethod
+    def planned_steps(cls, config: dict[str, Any]) -> int:
+        return max(0, int({**BASELINE, **config}["predictor_steps"]))  # the stage that reports validations
+
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.tokenizer, self.model = build_models(self.config, self.device)
@@ -269,7 +273,11 @@ class KronosAdapter(Adapter):
             losses = partial(predictor_losses, tokenizer=self.tokenizer)
             val_loss = partial(predictor_val_loss, tokenizer=self.tokenizer, first=context_rows)
             lr = float(self.config["learning_rate"])
-            facts |= stage("predictor", self.model, losses, val_loss, steps=steps["predictor"], lr=lr)
+            # Only the predictor's validations go on to the trial (ASHA, progress): its token
+            # cross-entropy is the loss the forecasts come from.
+            facts |= stage(
+                "predictor", self.model, losses, val_loss, steps=steps["predictor"], lr=lr, validated=self.validated
+            )
         return facts
 
     def _train_window(self, train_rows: int) -> tuple[int, int]:

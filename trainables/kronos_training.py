@@ -113,9 +113,11 @@ def train_stage(
     lr: float,
     board: Board,
     device: str,
+    validated: Callable[[int, float], None] | None = None,
 ) -> dict[str, float]:
     """AdamW steps on `module` (stage `name`'s upstream settings); per-step losses and ~10 val
-    losses go to `board` under `name/`. Like upstream, the weights with the best val loss are kept."""
+    losses go to `board` under `name/` (and to `validated(step, loss)`). Like upstream, the weights
+    with the best val loss are kept."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=lr, **OPTIMISER[name])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _one_cycle(steps))
@@ -137,6 +139,8 @@ def train_stage(
         if val is not None and ((step + 1) % every == 0 or step == steps - 1):
             loss = evaluate(module, val_loss, val, device)
             board.add(f"{name}/val_loss", loss, step)
+            if validated is not None:
+                validated(step + 1, loss)
             if loss < best:
                 best, best_state = loss, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     if best_state is not None:

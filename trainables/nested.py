@@ -6,13 +6,19 @@ progress. A restored trial skips every unit already stored, and a merged sweep's
 also skips the units its configuration already has in earlier trials (`Plan.prior`). A
 configuration whose forecasts do not depend on the seed (`Adapter.seed_free`) runs once per
 fold; that unit's files and metrics are recorded for every seed, marked `shared_from`.
+
+Units run in the trial's own process also report each validation of their fit (`_Live`): the
+progress display shows them, and ASHA can stop a hopeless configuration after the first
+validations of its first unit instead of after a whole fold.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +36,12 @@ from trainables.unit import run_unit
 
 PROGRESS = "progress.json"
 RECORD = "record.json"
+# ASHA's clock and value (sweeps.driver). The clock grows across a trial's units: the first unit's
+# optimizer steps, then `fold_time` at each fold's end. Every rung compares one kind of value: the
+# first unit's val loss at the same step (same fold, same seed for every configuration), or the
+# robust score after the same folds.
+ASHA_TIME = "asha_time"
+ASHA_SCORE = "asha_score"
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,74 @@ class Plan:
     metric: str = "val_pct_mae"
     early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
     parallel_units: int = 1
+    # The most optimizer steps a unit of any configuration trains (ASHA's clock for one fold);
+    # 0 when units report no validations (or run as Ray tasks): the clock then counts folds.
+    unit_steps: int = 0
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
     experiment_path: str = ""  # <storage>/<name>: local path or URI
     # Units a merged sweep already holds for a configuration (by config_id), in other trials.
     prior: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def fold_time(plan: Plan, index: int) -> float:
+    """ASHA's clock at the end of fold `index` (0-based)."""
+    return float(max(plan.unit_steps, 1) * (index + 1))
+
+
+def max_time(plan: Plan) -> float:
+    """ASHA's max_t: past the last fold's end, so ASHA's own stop at max_t never cuts a trial short."""
+    return fold_time(plan, len(plan.folds) - 1) + 1
+
+
+class _Live:
+    """tune.report (without a checkpoint) at each validation of the units the trial runs itself.
+
+    The configuration's first unit moves ASHA's clock to its step with its val loss; when it ends,
+    the clock jumps to the first fold's end with its last val loss, so a unit that stopped early is
+    compared with what it ended at. Later units' reports leave the clock where it is: progress
+    only, ASHA decides nothing on them.
+    """
+
+    def __init__(self, plan: Plan, first: str | None, steps: int) -> None:
+        self.plan, self.first, self.steps = plan, first, steps  # steps: this configuration's planned
+        self.time, self.score, self.robust, self.step = 0.0, math.nan, math.inf, 0
+
+    def hook(self, key: str) -> Callable[[int, float], None] | None:
+        if self.plan.unit_steps <= 0:
+            return None
+
+        def on_validation(step: int, loss: float) -> None:
+            if key == self.first:
+                self.time, self.score, self.step = float(min(step, self.plan.unit_steps)), loss, step
+            self.report(key, step, loss)
+
+        return on_validation
+
+    def unit_done(self, key: str) -> None:
+        if key == self.first and self.plan.unit_steps > 0:
+            self.time = fold_time(self.plan, 0)
+            self.report(key, self.step, self.score)
+
+    def fold_done(self, index: int, robust: float) -> dict[str, float]:
+        """ASHA's fields for the fold report (the first fold's robust score is not on the val-loss rungs)."""
+        self.time, self.robust = fold_time(self.plan, index), robust
+        self.score = math.nan if index == 0 and self.plan.unit_steps > 0 else robust
+        return {ASHA_TIME: self.time, ASHA_SCORE: self.score}
+
+    def report(self, key: str, step: int, loss: float) -> None:
+        tune.report(
+            {
+                "intermediate": 1,  # not a fold result: analysis, logs and the searcher's best skip it
+                "unit": key,
+                "unit_step": int(step),
+                "unit_steps": self.steps,
+                "unit_val_loss": float(loss),
+                "robust_score": self.robust,  # Tune requires its metric in every result
+                ASHA_TIME: self.time,
+                ASHA_SCORE: self.score,
+            }
+        )
 
 
 def aggregate(units: list[dict], metric: str) -> dict[str, float]:
@@ -104,6 +179,7 @@ def _unit_job(
     log_dir: str | None,
     cpus: float,
     early_stop_on: str = "val",
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Run one unit and store its files at each of `dests` (several when seeds share it); runs in the
     trial process or as a Ray task on any node. The caller writes record.json after this returns,
@@ -111,7 +187,7 @@ def _unit_job(
     _set_threads(cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
-        record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on)
+        record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on, on_validation)
         for i, dest in enumerate(dests):
             store.put_dir(out, dest, keep=i < len(dests) - 1)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
@@ -138,7 +214,7 @@ def _log_dir(plan: Plan, key: str) -> str:
     return os.path.join(os.getcwd(), "tensorboard", key)
 
 
-def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: list[int]) -> list[dict]:
+def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
     train, val, test = windows(fold, frame["timestamp"])
     data = UnitData(frame, plan.features, train, val, test)
     units = f"{_trial_store(plan)}/units"
@@ -157,9 +233,11 @@ def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: 
             ]
         )
     else:
-        results = [
-            _unit_job(plan.entry, config, data, s, d, lg, plan.cpus_per_unit, plan.early_stop_on) for s, d, lg in args
-        ]
+        results = []
+        for s, d, lg in args:
+            hook = live.hook(keys[s])
+            results.append(_unit_job(plan.entry, config, data, s, d, lg, plan.cpus_per_unit, plan.early_stop_on, hook))
+            live.unit_done(keys[s])
     records = []
     for (seed, group), result in zip(runs.items(), results):
         for s in group:
@@ -183,22 +261,25 @@ def train(config: dict[str, Any], plan: Plan, frame: pd.DataFrame) -> None:
     earlier = [*plan.prior.get(config_id(config), []), *_read_progress(tune.get_checkpoint())]
     by_key = {(u["fold"], u["seed"]): u for u in [*earlier, *finished_units(_trial_store(plan))]}
     done = list(by_key.values())
+    first = (plan.folds[0].name, plan.seeds[0])
+    live = _Live(plan, None if first in by_key else unit_key(*first), plan.entry.adapter().planned_steps(config))
     ran = False
     for index, fold in enumerate(plan.folds):
         seeds = [s for s in plan.seeds if (fold.name, s) not in by_key]
         if not seeds:
             continue
-        done += _run_fold(config, plan, frame, fold, seeds)
-        _report(done, plan, fold.name, index)
+        done += _run_fold(config, plan, frame, fold, seeds, live)
+        _report(done, plan, fold.name, index, live)
         ran = True
     if not ran and done:  # everything was already stored: still give Tune this trial's result
-        _report(done, plan, plan.folds[-1].name, len(plan.folds) - 1)
+        _report(done, plan, plan.folds[-1].name, len(plan.folds) - 1, live)
 
 
-def _report(done: list[dict], plan: Plan, fold: str, index: int) -> None:
+def _report(done: list[dict], plan: Plan, fold: str, index: int, live: _Live) -> None:
     """tune.report the running aggregate with a checkpoint that lists the units done."""
     folds_done = len({u["fold"] for u in done})
     metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold, "fold_index": index}
+    metrics.update(live.fold_done(index, metrics["robust_score"]))
     with tempfile.TemporaryDirectory() as out:
         with open(os.path.join(out, PROGRESS), "w") as f:
             f.write(store.dumps({"units": done}))

@@ -75,6 +75,11 @@ class TFTAdapter(Adapter):
     def context_length(config: dict[str, Any]) -> int:
         return int(config["max_encoder_length"])
 
+    @classmethod
+    def planned_steps(cls, config: dict[str, Any]) -> int:
+        c = {**BASELINE, **config}
+        return int(c["max_epochs"]) * int(c.get("limit_train_batches", 30))
+
     @staticmethod
     def horizon(config: dict[str, Any]) -> int:
         return int(config["max_prediction_length"])
@@ -139,7 +144,7 @@ class TFTAdapter(Adapter):
             gradient_clip_val=float(c["gradient_clip_val"]),
             accelerator="gpu" if self.device.startswith("cuda") else "cpu",
             devices=1,
-            callbacks=[stop, _finite_loss_callback()],
+            callbacks=[stop, _finite_loss_callback(), _validated_callback(self)],
             logger=TensorBoardLogger(log_dir, name="", version="") if log_dir else False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -242,6 +247,20 @@ def _loader(dataset, items, train: bool, batch_size: int):
         batch_size=batch_size,
         num_workers=0,
     )
+
+
+def _validated_callback(adapter: TFTAdapter):
+    import lightning.pytorch as pl
+
+    class Validated(pl.Callback):
+        """Pass each epoch's val_loss to `adapter.validated` (not Lightning's sanity check)."""
+
+        def on_validation_end(self, trainer, pl_module) -> None:  # noqa: ARG002
+            loss = trainer.callback_metrics.get("val_loss")
+            if not trainer.sanity_checking and loss is not None:
+                adapter.validated(trainer.global_step, float(loss))
+
+    return Validated()
 
 
 def _finite_loss_callback():

@@ -201,6 +201,10 @@ class TotoAdapter(Adapter):
 
     # ----------------------------------------------------------------------------- training
 
+    @classmethod
+    def planned_steps(cls, config: dict[str, Any]) -> int:
+        return max(0, int({**BASELINE, **config}["max_steps"]))
+
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
         """Fine-tune (max_steps > 0) and keep the weights of the best val loss."""
         self.model = None
@@ -208,7 +212,9 @@ class TotoAdapter(Adapter):
         seed_everything(self.seed)
         board = foundation.Board(log_dir)
         try:
-            return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(data, board)
+            return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(
+                data, board, self.validated
+            )
         finally:
             board.close()
             self.model.eval()

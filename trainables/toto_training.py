@@ -135,7 +135,10 @@ class TotoTraining:
         self.context = int(config["context_length"])
         self.loss_fn = loss_fn(config["loss"])
 
-    def run(self, data: UnitData, board: Board) -> dict[str, Any]:
+    def run(
+        self, data: UnitData, board: Board, validated: Callable[[int, float], None] | None = None
+    ) -> dict[str, Any]:
+        """Train; `validated(step, val_loss)` is called after each periodic validation."""
         max_steps = int(self.config["max_steps"])
         ends = val_ends(data.val, self.patch)
         facts: dict[str, Any] = {
@@ -155,6 +158,8 @@ class TotoTraining:
             board.add("train/learning_rate", optimizer.param_groups[0]["lr"], step)
             if step % every == 0 or step == max_steps:
                 val_loss = self.val_loss(data, ends, board, step)
+                if validated is not None:
+                    validated(step, val_loss)
                 # Candidates are the fine-tuned steps only, as for the authors' ModelCheckpoint
                 # (no validation before training); the zero-shot model is its own configuration.
                 if val_loss < best:

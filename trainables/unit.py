@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -97,10 +98,15 @@ def run_unit(
     log_dir: str | None,
     device: str = "cpu",
     early_stop_on: str = "val",
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate, and write predictions.parquet + model/ into `out_dir`; return the record."""
+    """Fit, evaluate, and write predictions.parquet + model/ into `out_dir`; return the record.
+
+    `on_validation(step, val_loss)` is called at each of the fit's validations (Adapter.validated).
+    """
     start = time.perf_counter()
     adapter = adapter_cls(config, seed, device)
+    adapter.on_validation = on_validation
     info = dict(adapter.fit(fit_data(data, early_stop_on), log_dir))
     if info.get("checkpoint_chosen_on") == "val":
         info["checkpoint_chosen_on"] = early_stop_on  # the split the adapter saw as val
