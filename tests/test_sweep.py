@@ -404,9 +404,7 @@ def test_asha_prunes_over_folds_and_ranks_only_complete_configurations(tmp_path,
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_asha_stops_a_diverging_configuration_after_its_first_epoch_and_does_not_rank_it(
-    tmp_path, tiny_config, capsys
-):
+def test_asha_stops_a_diverging_configuration_after_its_first_epoch_and_does_not_rank_it(tmp_path, tiny_config, capsys):
     """Learning rate 10 stays finite (val loss ~300 against ~1.8) but is hopeless: ASHA compares
     the first unit's val loss after its first epoch and stops it there, inside its first unit."""
     cfg = json.loads(open(tiny_config).read())
