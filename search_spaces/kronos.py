@@ -101,3 +101,9 @@ TINY = {
 }
 # What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
 ZERO_SHOT = {"tokenizer_steps": 0, "predictor_steps": 0}
+
+
+def planned_steps(config: dict) -> int:
+    """Optimizer steps a unit of `config` trains for at most (ASHA's clock; no model import needed)."""
+    c = {**BASELINE, **config}
+    return max(0, int(c["predictor_steps"]))  # the stage that reports validations

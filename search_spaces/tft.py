@@ -71,3 +71,9 @@ TINY = {
     "attention_head_size": 1,
     "hidden_continuous_size": 4,
 }
+
+
+def planned_steps(config: dict) -> int:
+    """Optimizer steps a unit of `config` trains for at most (ASHA's clock; no model import needed)."""
+    c = {**BASELINE, **config}
+    return int(c["max_epochs"]) * int(c.get("limit_train_batches", 30))

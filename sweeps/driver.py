@@ -50,16 +50,19 @@ def _most_steps(spec: SweepSpec, base: dict) -> int:
     """The most optimizer steps a unit of this sweep's configurations trains (ASHA's clock per
     fold); 0 when units cannot report their validations (they run as Ray tasks)."""
     entry = registry.get(spec.model)
-    if spec.parallel_units > 1:
+    # From the search-space module (the adapter's planned_steps reads it too): importing the
+    # adapter would bring torch into the driver (~3 s before Ray even starts).
+    steps = getattr(entry.spaces(), "planned_steps", None)
+    if spec.parallel_units > 1 or steps is None:
         return 0
-    adapter, fixed = entry.adapter(), spec.fixed(entry.horizon_key)
+    fixed = spec.fixed(entry.horizon_key)
     if spec.mode != "optuna":
         configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
-        return max((adapter.planned_steps(c) for c in configs[: spec.max_runs]), default=0)
+        return max((steps(c) for c in configs[: spec.max_runs]), default=0)
     # Optuna: every searched number at its largest (an upper bound is all the clock needs).
     numeric = {k: v for k, v in entry.spaces().OPTUNA.items() if k not in fixed and domains.numeric(v)}
     numbers = {k: domains.largest(v) for k, v in numeric.items()}
-    return max(adapter.planned_steps({**base, **fixed}), adapter.planned_steps({**base, **numbers, **fixed}))
+    return max(steps({**base, **fixed}), steps({**base, **numbers, **fixed}))
 
 
 def _check_storage(storage: str) -> None:

@@ -81,3 +81,16 @@ def test_optuna_domains_become_the_same_tune_domains():
     assert isinstance(domains.to_tune(domains.loguniform(1e-4, 1e-2)).sampler, tune.search.sample.LogUniform)
     assert domains.to_tune(domains.choice([1, 2])).categories == [1, 2]
     assert domains.largest(domains.choice([128, 512, 256])) == 512
+
+
+def test_preparing_a_sweep_does_not_import_torch():
+    """The driver reads ASHA's clock (planned steps) from the space modules, never the adapters."""
+    code = (
+        "import sys; from sweeps.cli import parser, spec_from_args; from sweeps.driver import prepare; "
+        "args = parser('tft').parse_args(['--mode', 'quick', '--scheduler', 'asha', '--storage', '/tmp/nope_torch']); "
+        "p = prepare(spec_from_args('tft', args)); assert p.unit_steps == 120, p.unit_steps; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

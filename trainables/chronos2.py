@@ -20,6 +20,7 @@ import torch
 from chronos.chronos2 import Chronos2CoreConfig, Chronos2Model, Chronos2Pipeline
 from transformers.trainer_callback import TrainerCallback
 
+from search_spaces import chronos2 as chronos2_space
 from search_spaces.chronos2 import BASELINE, SIZES
 from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
@@ -194,7 +195,7 @@ class Chronos2Adapter(Adapter):
 
     @classmethod
     def planned_steps(cls, config: dict[str, Any]) -> int:
-        return max(0, int({**BASELINE, **config}["num_steps"]))
+        return chronos2_space.planned_steps(config)
 
     @classmethod
     def seed_free(cls, config: dict[str, Any]) -> bool:

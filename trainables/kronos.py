@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from kronos_finance._vendor.kronos_model import Kronos, KronosTokenizer
 from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
+from search_spaces import kronos as kronos_space
 from search_spaces.kronos import BASELINE, SIZES
 from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
@@ -231,7 +232,7 @@ class KronosAdapter(Adapter):
 
     @classmethod
     def planned_steps(cls, config: dict[str, Any]) -> int:
-        return max(0, int({**BASELINE, **config}["predictor_steps"]))  # the stage that reports validations
+        return kronos_space.planned_steps(config)
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         seed_everything(self.seed)  # before building: a scratch model's init depends on it

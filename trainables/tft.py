@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from search_spaces import tft as tft_space
 from search_spaces.tft import BASELINE
 from trainables.adapter import Adapter, TrainingDiverged, UnitData, check_loss
 from trainables.features import KNOWN_AHEAD
@@ -77,8 +78,7 @@ class TFTAdapter(Adapter):
 
     @classmethod
     def planned_steps(cls, config: dict[str, Any]) -> int:
-        c = {**BASELINE, **config}
-        return int(c["max_epochs"]) * int(c.get("limit_train_batches", 30))
+        return tft_space.planned_steps(config)
 
     @staticmethod
     def horizon(config: dict[str, Any]) -> int:

@@ -20,6 +20,7 @@ from toto.data.util.dataset import MaskedTimeseries
 from toto.inference.forecaster import TotoForecaster
 from toto.model.toto import Toto
 
+from search_spaces import toto as toto_space
 from search_spaces.toto import BASELINE, SIZES
 from trainables import foundation, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
@@ -203,7 +204,7 @@ class TotoAdapter(Adapter):
 
     @classmethod
     def planned_steps(cls, config: dict[str, Any]) -> int:
-        return max(0, int({**BASELINE, **config}["max_steps"]))
+        return toto_space.planned_steps(config)
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
         """Fine-tune (max_steps > 0) and keep the weights of the best val loss."""
