@@ -4,6 +4,7 @@
     python analysis/best.py --metric val_pct_mae --model toto --top-k 5
     python analysis/best.py --metric val_sharpe --mode max --export-path best_model.json
     python analysis/best.py --interactive
+    python analysis/best.py --metric val_rel_mae --per-asset    # a universe: each asset's best too
 
 Reads each sweep's cached tidy table (sweep_runs.parquet; rebuilt from the files when stale).
 `--export-path` writes the chosen model's checkpoint, configuration and metrics as JSON:
@@ -64,6 +65,7 @@ def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict
         "units_compared": int(row["units_compared"]),
         "checkpoint": pick["checkpoint"],
         "checkpoint_unit": {
+            **({"asset": pick["asset"]} if units["asset"].nunique() > 1 else {}),
             "fold": pick["fold"],
             "seed": int(pick["seed"]),
             "metrics": {c: pick[c] for c in metric_columns(units) if pd.notna(pick[c])},
@@ -127,6 +129,11 @@ def parser() -> argparse.ArgumentParser:
         "--horizon", type=int, help="rank configurations forecasting this many steps (default: the most common)"
     )
     p.add_argument("--no-verdicts", action="store_true", help="skip the SPA test and the Model Confidence Set")
+    p.add_argument(
+        "--per-asset",
+        action="store_true",
+        help="a universe: the best configuration of each asset (ranked on that asset alone) next to the winner",
+    )
     verdicts.add_arguments(p)
     return p
 
@@ -157,6 +164,23 @@ def check_args(args: argparse.Namespace) -> str | None:
     if parent and not files.is_remote(args.export_path) and not os.path.isdir(parent):
         return f"--export-path: directory {parent!r} does not exist"
     return None
+
+
+def per_asset_text(runs: pd.DataFrame, best: dict, metric: str, mode: str | None) -> str:
+    """Each asset's own best configuration and its metric there, next to the universe winner's."""
+    from analysis import universe
+
+    if not universe.is_universe(runs):
+        return f"--per-asset: these results hold one asset ({', '.join(universe.assets_of(runs)) or 'unnamed'})"
+    table = universe.versus_winner(universe.best_per_asset(runs, metric, mode), runs, best["config_id"], metric)
+    lines = [f"\nBest per asset (each ranked on its own units) vs the universe winner {best['config_id']}:"]
+    lines.append(f"  {'asset':<10} {'best config':<12} {metric:>14} {'winner':>14}")
+    for _, r in table.iterrows():
+        own = "—" if r["config_id"] is None else str(r["config_id"])
+        value = r.get(metric, float("nan"))
+        same = "  (the winner)" if r["config_id"] == best["config_id"] else ""
+        lines.append(f"  {r['asset']:<10} {own:<12} {value:>14.4g} {r['winner_value']:>14.4g}{same}")
+    return "\n".join(lines)
 
 
 def _choose(k: int) -> int:
@@ -209,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + best_text(best))
     if ranked.attrs.get("verdicts"):
         print(verdict_text(ranked.attrs["verdicts"]))
+    if args.per_asset:
+        print(per_asset_text(runs, best, args.metric, args.mode))
     if args.export_path:
         export(best, args.export_path)
         print(f"  exported:   {args.export_path}")

@@ -56,10 +56,12 @@ def forecasts(runs: pd.DataFrame, config_id: str, split: str = "test") -> pd.Dat
         if raw is None:
             continue
         t = pd.read_parquet(io.BytesIO(raw))
-        t = t[t["split"] == split].assign(fold=u["fold"], fold_end=u["fold_end"], seed=u["seed"])
+        t = t[t["split"] == split].assign(
+            asset=u.get("asset", ""), fold=u["fold"], fold_end=u["fold_end"], seed=u["seed"]
+        )
         tables.append(t)
     if not tables:
         return pd.DataFrame(
-            columns=["split", "origin", "step", "timestamp", "y_true", "y_pred", "y_naive", "fold", "seed"]
+            columns=["split", "origin", "step", "timestamp", "y_true", "y_pred", "y_naive", "asset", "fold", "seed"]
         )
     return pd.concat(tables, ignore_index=True)

@@ -104,21 +104,25 @@ def drift_summary(table: pd.DataFrame, alpha: float = 0.05) -> dict:
     }
 
 
-def sweep_drift(spec: dict, folds: list[dict]) -> pd.DataFrame:
-    """Drift table of a stored sweep: reload its data and features, cut its folds' windows.
+def sweep_drift(sweep) -> pd.DataFrame:
+    """Drift table of a stored sweep (analysis.runs.Sweep): reload its data and features, cut its
+    folds' windows; a universe's table has a row set per asset (column `asset`).
 
     Variables: the log return (the change, for a target with values ≤ 0) and every input feature
     of the sweep's feature set.
     """
-    from trainables.data import Columns, load_prices
+    from analysis.runs import sweep_prices
     from trainables.features import add_features
     from trainables.folds import Fold, windows
 
-    prices = load_prices(spec.get("data"), spec.get("asset"), Columns(**(spec.get("columns") or {})))
-    frame, features = add_features(prices, spec.get("features") or "BASELINE_FEATURES")
-    ret = "log_return" if bool((frame["close"] > 0).all()) else "change"
-    if ret not in frame:
-        frame[ret] = FEATURES[ret](frame)
-    variables = [ret, *[f for f in features if f != ret]]
-    cut = {f["name"]: windows(Fold(**f), frame["timestamp"]) for f in folds}
-    return drift_table(frame, cut, variables)
+    tables = []
+    for asset, prices in sweep_prices(sweep).items():
+        frame, features = add_features(prices, sweep.spec.get("features") or "BASELINE_FEATURES")
+        ret = "log_return" if bool((frame["close"] > 0).all()) else "change"
+        if ret not in frame:
+            frame[ret] = FEATURES[ret](frame)
+        variables = [ret, *[f for f in features if f != ret]]
+        cut = {f["name"]: windows(Fold(**f), frame["timestamp"]) for f in sweep.meta["folds"]}
+        table = drift_table(frame, cut, variables)
+        tables.append(table if asset is None else table.assign(asset=asset)[["asset", *table.columns]])
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]

@@ -3,7 +3,7 @@
     python analysis/ensemble.py results/tft_quick --top-k 3
     python analysis/ensemble.py results/tft_quick --top-k 3 --stored   # reuse predictions.parquet
 
-For every fold × seed the top-k configurations' saved models (same fold, same seed) forecast the
+For every (asset ×) fold × seed the top-k configurations' saved models (same fold, same seed) forecast the
 test window; their forecasts are combined by mean and by median on the origins and steps all
 members share, and every metric is computed for each member and each combination on exactly
 those forecasts. Writes <sweep>/ensemble/ensemble_units.csv, ensemble_summary.csv, ensemble.json.
@@ -25,20 +25,19 @@ import pandas as pd
 from analysis import files
 from analysis.curves import forecasts
 from analysis.ranking import direction, rank_configs
-from analysis.runs import ResultsError, Sweep, read_sweep, sweep_runs
+from analysis.runs import ResultsError, Sweep, read_sweep, sweep_prices, sweep_runs
 from trainables import store
 from trainables.metrics import evaluate
 
 COMBINERS = {"ensemble_mean": np.mean, "ensemble_median": np.median}
 
 
-def _sweep_data(sweep: Sweep):
-    from trainables.data import Columns, load_prices
+def _sweep_data(sweep: Sweep) -> dict[str, tuple[pd.DataFrame, tuple[str, ...]]]:
+    """Each asset's frame and feature names, keyed as the tidy table's `asset` column."""
     from trainables.features import add_features
 
-    spec = sweep.spec
-    prices = load_prices(spec.get("data"), spec.get("asset"), Columns(**(spec.get("columns") or {})))
-    return add_features(prices, spec.get("features") or "BASELINE_FEATURES")
+    features = sweep.spec.get("features") or "BASELINE_FEATURES"
+    return {sweep.asset_name(a): add_features(p, features) for a, p in sweep_prices(sweep).items()}
 
 
 def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
@@ -48,16 +47,17 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     from trainables.folds import Fold, windows
     from trainables.unit import mase_scale, score
 
-    frame, features = _sweep_data(sweep)
+    data_of = _sweep_data(sweep)
     folds = {f["name"]: Fold(**f) for f in sweep.meta["folds"]}
     adapter_cls = registry.get(sweep.model).adapter()
     units = runs[(runs["status"] == "complete") & runs["config_id"].isin(config_ids)]
     tables = []
     for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
+        frame, features = data_of[u["asset"]]
         data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]))
         model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
         _, table = score(data, model, "test", mase_scale(data))
-        tables.append(table.assign(config_id=u["config_id"], fold=u["fold"], seed=u["seed"]))
+        tables.append(table.assign(config_id=u["config_id"], asset=u["asset"], fold=u["fold"], seed=u["seed"]))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -81,11 +81,13 @@ def _aligned(part: pd.DataFrame, members: list[str]) -> tuple[np.ndarray, dict[s
 
 
 def unit_metrics(table: pd.DataFrame, members: list[str], scales: dict[str, float] | None = None) -> pd.DataFrame:
-    """Metrics of each member and each combination, per fold × seed, on the shared forecasts.
+    """Metrics of each member and each combination, per (asset,) fold × seed, on the shared forecasts.
 
-    `scales` maps a fold to its training window's MASE scale (a record's `mase_scale`)."""
+    `scales` maps (asset, fold) to its training window's MASE scale (a record's `mase_scale`)."""
     rows = []
-    for (fold, seed), part in table.groupby(["fold", "seed"]):
+    if "asset" not in table:
+        table = table.assign(asset="")
+    for (asset, fold, seed), part in table.groupby(["asset", "fold", "seed"]):
         if part["config_id"].nunique() < len(members):
             continue  # a member lacks this unit: no fair comparison here
         y_true, preds, y_last = _aligned(part, members)
@@ -94,9 +96,10 @@ def unit_metrics(table: pd.DataFrame, members: list[str], scales: dict[str, floa
         stack = np.stack([preds[m] for m in members])
         candidates = {**preds, **{name: fn(stack, axis=0) for name, fn in COMBINERS.items()}}
         for name, y_pred in candidates.items():
-            scale = (scales or {}).get(fold)
+            scale = (scales or {}).get((asset, fold))
             metrics = {f"test_{k}": v for k, v in evaluate(y_true, y_pred, y_last, scale).items()}
-            rows.append({"fold": fold, "seed": seed, "member": name, "origins": len(y_true), **metrics})
+            row = {"asset": asset, "fold": fold, "seed": seed, "member": name, "origins": len(y_true), **metrics}
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -136,7 +139,7 @@ def run(path: str, top_k: int = 3, metric: str | None = None, stored: bool = Fal
         raise ResultsError(f"an ensemble needs at least 2 complete configurations, {sweep.name} has {len(members)}")
     table = stored_forecasts(runs, members) if stored else loaded_forecasts(sweep, runs, members)
     done = runs[runs["status"] == "complete"]
-    scales = done.groupby("fold")["mase_scale"].first().to_dict() if "mase_scale" in done else {}
+    scales = done.groupby(["asset", "fold"])["mase_scale"].first().to_dict() if "mase_scale" in done else {}
     units = unit_metrics(table, members, scales)
     test = "test_" + metric.removeprefix("val_")
     summ = summary(units, members, test)

@@ -56,8 +56,12 @@ def _best(best: dict | None, metric: str) -> list[str]:
         "",
         f"Hyperparameters: {params}",
         "",
-        f"Checkpoint (fold {best['checkpoint_unit']['fold']}, seed {best['checkpoint_unit']['seed']}): "
-        f"`{best['checkpoint']}`",
+        f"Checkpoint ({_where(best['checkpoint_unit'])}): `{best['checkpoint']}`"
+        + (
+            " (a model per asset: every unit's is under `unit_models` in best_model.json)"
+            if best["checkpoint_unit"].get("asset")
+            else ""
+        ),
     ]
 
 
@@ -115,6 +119,9 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
         "test_dm_p_pooled": "DM p (test, one-sided)",
         "verdict": "vs naive (test)",
         "in_mcs": "in MCS (val)",
+        "assets_beating_naive": "assets beating naive (test DM)",
+        "worst_asset": "worst asset",
+        f"worst_asset_{t.metric}": f"{t.metric} there",
         "units_done": "units done",
         "units_expected": "expected",
         "status": "status",
@@ -174,6 +181,20 @@ def _drift(t: SweepTables) -> list[str]:
     return [head, "", table(by, cols, 3), "", "Calendar features shift between windows by construction."]
 
 
+def _where(unit: dict) -> str:
+    asset = f"asset {unit['asset']}, " if unit.get("asset") else ""
+    return f"{asset}fold {unit['fold']}, seed {unit['seed']}"
+
+
+def _assets(meta: dict) -> str:
+    """A universe's assets for the report's first lines (those left out, with why)."""
+    if not meta.get("assets"):
+        return ""
+    dropped = meta.get("dropped_assets") or {}
+    left = f" (left out: {'; '.join(dropped.values())})" if dropped else ""
+    return f"{len(meta['assets'])} assets ({', '.join(meta['assets'])}){left} × "
+
+
 def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None, summary: dict, plots: dict) -> str:
     """The markdown report of one sweep; `plots` maps a title to a path relative to the report."""
     spec = meta["spec"]
@@ -182,7 +203,8 @@ def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None,
         f"# Sweep `{sweep_name}`: {spec['model']}, mode {spec['mode']}",
         "",
         f"Started {meta.get('started', '?')}, git `{(meta.get('git_sha') or '?')[:12]}`"
-        f"{' (dirty)' if meta.get('git_dirty') else ''}. {len(meta['folds'])} folds × {len(spec['seeds'])} seeds; "
+        f"{' (dirty)' if meta.get('git_dirty') else ''}. {_assets(meta)}{len(meta['folds'])} folds × "
+        f"{len(spec['seeds'])} seeds; "
         f"selection metric `{t.metric}` ({t.mode}imise), robust score = mean + std (lower is better).",
         "",
         f"Configurations: {len(t.ranked)}, complete {counts.get('ok', 0)}, failed {counts.get('failed', 0)}, "
@@ -230,7 +252,7 @@ def sweep_report(sweep_name: str, meta: dict, t: SweepTables, best: dict | None,
         "`sweep_runs.parquet|csv|json` (one row per configuration × fold × seed), `config_ranking.csv`, "
         "`all_models_ranked.csv`, `param_impact_detail.csv`, `param_impact_summary.csv`, `param_importances.csv`, "
         "`drift_ks_psi_by_fold.csv`, `drift_ks_psi_overall_summary.json`, `summary.json`, `best_model.json`, "
-        "`folds/<fold>/`.",
+        "`folds/<fold>/`" + (", `assets/<asset>/` (each asset's own ranking)." if meta.get("assets") else "."),
     ]
     return "\n".join(lines) + "\n"
 

@@ -113,9 +113,9 @@ def importance_plot(table: pd.DataFrame, path: str, title: str = "Hyperparameter
     return _save(fig, path)
 
 
-def heatmap_plot(matrix: pd.DataFrame, labels: list[str], metric: str, mode: str, path: str) -> str:
-    """Metric by configuration (rows, best ranked on top) × fold (columns), annotated."""
-    title = f"{metric} by fold (mean over seeds)"
+def heatmap_plot(matrix: pd.DataFrame, labels: list[str], metric: str, mode: str, path: str, by: str = "fold") -> str:
+    """Metric by configuration (rows, best ranked on top) × fold or asset (columns), annotated."""
+    title = f"{metric} by {by} (mean over {'seeds' if by == 'fold' else 'folds × seeds'})"
     if matrix.empty:
         return _empty(path, title, "no completed unit")
     values = matrix.to_numpy(dtype=float)
@@ -198,9 +198,12 @@ def drift_plot(table: pd.DataFrame, path: str) -> str:
         return _empty(path, title, "data not available: drift not computed")
     order = table.drop_duplicates("variable").sort_values("kind", ascending=False, kind="stable")
     names = {v: v + (" (calendar)" if k == "calendar" else "") for v, k in zip(order["variable"], order["kind"])}
+    if "asset" in table:  # a universe: a column per (asset, fold)
+        table = table.assign(fold=table["asset"].astype(str) + " " + table["fold"].astype(str))
     splits = list(dict.fromkeys(table["split"]))
     height = 1.8 + 0.5 * len(names)
-    fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), height), layout="constrained")
+    width = max(5.5, 2.5 + 0.9 * table["fold"].nunique())  # a universe has a column per (asset, fold)
+    fig, axes = plt.subplots(1, len(splits), figsize=(width * len(splits), height), layout="constrained")
     axes = np.atleast_1d(axes)
     for ax, split in zip(axes, splits):
         part = table[table["split"] == split]

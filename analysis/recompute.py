@@ -36,19 +36,18 @@ class Recomputed:
     problems: list[str] = field(default_factory=list)
 
 
-def _scales(sweep: Sweep) -> dict[str, float]:
-    """fold name → MASE scale of its training window, from the sweep's own data (for older records)."""
-    from trainables.data import Columns, load_prices
+def _scales(sweep: Sweep) -> dict[tuple[str | None, str], float]:
+    """(asset, fold name) → MASE scale of its training window, from the sweep's own data (for older records)."""
+    from analysis.runs import sweep_prices
     from trainables.folds import Fold, windows
     from trainables.metrics import in_sample_scale
 
-    spec = sweep.spec
-    frame = load_prices(spec.get("data"), spec.get("asset"), Columns(**(spec.get("columns") or {})))
-    close = frame["close"].to_numpy()
     out = {}
-    for f in sweep.meta["folds"]:
-        train, _, _ = windows(Fold(**f), frame["timestamp"])
-        out[f["name"]] = in_sample_scale(close[train.start : train.stop])
+    for asset, frame in sweep_prices(sweep).items():
+        close = frame["close"].to_numpy()
+        for f in sweep.meta["folds"]:
+            train, _, _ = windows(Fold(**f), frame["timestamp"])
+            out[asset, f["name"]] = in_sample_scale(close[train.start : train.stop])
     return out
 
 
@@ -85,7 +84,7 @@ def recompute_sweep(path: str) -> Recomputed:
         if scale is None:
             try:
                 scales = _scales(sweep) if scales is None else scales
-                scale = scales.get(record.get("fold"), np.nan)
+                scale = scales.get((record.get("asset"), record.get("fold")), np.nan)
             except Exception as exc:  # the data moved: MASE stays NaN, the rest is recomputed
                 scales = {}
                 out.problems.append(f"MASE scale not recomputed (data not readable: {str(exc).splitlines()[0]})")

@@ -6,7 +6,7 @@
 Writes next to the results: sweep_runs.parquet/.csv/.json, config_ranking.csv,
 all_models_ranked.csv, param_impact_detail.csv / param_impact_summary.csv (baseline sweeps),
 param_importances.csv (grid / Optuna), drift_ks_psi_by_fold.csv,
-drift_ks_psi_overall_summary.json, folds/<fold>/…, optuna_* (Optuna sweeps), summary.json,
+drift_ks_psi_overall_summary.json, folds/<fold>/…, assets/<asset>/… (a universe), optuna_* (Optuna sweeps), summary.json,
 best_model.json, plots/*.png and report.md.
 
     python analysis/report.py results/tft_quick --recompute-metrics   # metrics from stored forecasts
@@ -27,12 +27,12 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 
-from analysis import files, markdown, optuna_handoff, verdicts
+from analysis import files, markdown, optuna_handoff, universe, verdicts
 from analysis.best import best_record
 from analysis.drawing import Drawer
 from analysis.ranking import config_labels, direction, fold_matrix
 from analysis.runs import ResultsError, Sweep, find_sweeps, read_sweep, sweep_runs
-from analysis.tables import SweepTables, fold_tables, sweep_tables
+from analysis.tables import SweepTables, asset_tables, fold_tables, sweep_tables
 from trainables import store
 
 
@@ -76,6 +76,7 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
         "metric": t.metric,
         "direction": t.mode,
         "units_per_configuration": len(sweep.units),
+        **({"assets": sweep.assets, "dropped_assets": sweep.meta.get("dropped_assets") or {}} if sweep.assets else {}),
         "configurations": len(t.ranked),
         "status_counts": {k: int(v) for k, v in t.ranked["status"].value_counts().items()},
         "units": {k: int(v) for k, v in t.runs["status"].value_counts().items()},
@@ -131,6 +132,12 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
     matrix = fold_matrix(t.runs, t.metric, list(top["config_id"]))
     names = [labels[c] for c in matrix.index]
     drawer.submit(plots.heatmap_plot, matrix, names, t.metric, t.mode, files.join(base, out["Metric by fold"]))
+    if universe.is_universe(t.runs):  # configuration × asset, relative to naive (scale-free across assets)
+        out["rel_mae by asset"] = "plots/rel_mae_by_asset.png"
+        matrix = universe.asset_matrix(t.runs, "val_rel_mae", list(top["config_id"]))
+        names = [labels[c] for c in matrix.index]
+        path = files.join(base, out["rel_mae by asset"])
+        drawer.submit(plots.heatmap_plot, matrix, names, "val_rel_mae", "min", path, "asset")
     top3 = dict(list(labels.items())[:3])
     out["Learning curves"] = "plots/learning_curves.png"
     best_id = None if ok.empty else ok.iloc[0]["config_id"]
@@ -146,8 +153,11 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
     curves_table = curves.learning_curves(t.runs, list(top3))
     drawer.submit(plots.curves_plot, curves_table, top3, files.join(base, out["Learning curves"]))
     if best_id is not None:
-        table = curves.forecasts(t.runs, best_id)
-        drawer.submit(plots.forecast_plot, table, labels[best_id], files.join(base, out["Forecast vs actual (test)"]))
+        table, label = curves.forecasts(t.runs, best_id), labels[best_id]
+        if table["asset"].nunique() > 1:  # prices of different assets do not share an axis: the first asset's
+            first = universe.assets_of(t.runs)[0]
+            table, label = table[table["asset"] == first], f"{label} — {first}"
+        drawer.submit(plots.forecast_plot, table, label, files.join(base, out["Forecast vs actual (test)"]))
     return out
 
 
@@ -200,6 +210,9 @@ def _generate(
         art.update({f"folds/{fold}/{k}": v for k, v in write_tables(base, ft).items()})
         if drawer is not None:
             _plots(base, ft, sweep, False, drawer)
+    for asset, at in asset_tables(sweep, runs, metric, mode).items():
+        base = files.join(sweep.path, "assets", asset)
+        art.update({f"assets/{asset}/{k}": v for k, v in write_tables(base, at, runs_name="asset_runs.csv").items()})
     if sweep.mode == "optuna" and not runs.empty:
         art.update(
             {f"optuna_{k}": v for k, v in optuna_handoff.write_handoff(sweep, runs, t.ranked, metric, top_k).items()}

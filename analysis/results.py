@@ -8,6 +8,7 @@ res.significance("val_rel_mae")               # SPA p-values, MCS size, what was
 res.top_k(5, "val_sharpe", model="tft")       # DataFrame
 res.compare(["val_pct_mae", "test_pct_mae"])  # one row per model's best, at one horizon
 res.impact("tft", "hidden_size")              # deltas vs the baseline per value
+res.best_per_asset("val_rel_mae")             # a universe: each asset's best next to the winner
 res.log_run("tft", {...}, {"val_pct_mae": 1.2}, checkpoint_path="my_model/")
 model = load_model("best_model.json")         # the fitted adapter of an exported best run
 """
@@ -81,6 +82,18 @@ class Results:
         """The best complete configuration: model, config, metrics, verdict, checkpoint, unit models."""
         ranked, runs = verdicts.rank_with_verdicts(self._select(model), metric, mode, horizon)
         return best_record(ranked, runs)
+
+    def best_per_asset(
+        self, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None
+    ) -> pd.DataFrame:
+        """A universe: per asset, its best complete configuration ranked on that asset's units alone
+        (`config_id`, `metric`), and the universe winner's value there (`winner_value`)."""
+        from analysis import universe
+
+        runs = self._select(model)
+        winner = self.best(metric, model, mode)
+        table = universe.best_per_asset(runs, metric, mode)
+        return universe.versus_winner(table, runs, winner["config_id"] if winner else None, metric)
 
     def top_k(
         self, k: int = 5, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None

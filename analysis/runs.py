@@ -1,7 +1,7 @@
-"""One tidy table of results: one row per configuration × fold × seed, read from stored sweeps.
+"""One tidy table of results: one row per configuration × (asset,) fold × seed, read from stored sweeps.
 
 Sources are the files a sweep leaves (no Ray needed): `sweep.json`, each trial's `params.json`
-and `error.txt`, and every unit's `units/<fold>__seed<seed>/record.json` (a unit is complete
+and `error.txt`, and every unit's `units/[<asset>__]<fold>__seed<seed>/record.json` (a unit is complete
 iff its record exists). Expected units a trial lacks get a row too: `failed` (with the last
 line of the trial's error), `unreadable` (its record.json is corrupt or truncated; the reason is
 the row's error) or `missing` (still running, pruned or killed), unless another
@@ -26,12 +26,14 @@ from trainables.ids import config_id, unit_key
 
 RUNS_FILE = "sweep_runs.parquet"
 LOGGED_DIR = "_logged"
-TIDY_VERSION = "3"  # 2: unreadable records as rows, mase_scale, metrics_version; 3: shared_from, checkpoint_chosen_on
+# 2: unreadable records as rows, mase_scale, metrics_version; 3: shared_from, checkpoint_chosen_on; 4: asset
+TIDY_VERSION = "4"
 ID_COLUMNS = [
     "model",
     "sweep",
     "trial_id",
     "config_id",
+    "asset",
     "fold",
     "fold_id",
     "fold_end",
@@ -46,10 +48,16 @@ class ResultsError(ValueError):
     """The results cannot be read (no sweep, bad path); the message says which."""
 
 
-def fold_id(spec: dict, fold: dict) -> str:
-    """Identity of a fold across sweeps: the data it reads and its six dates (not its name)."""
+def fold_id(spec: dict, fold: dict, asset: str | None = None) -> str:
+    """Identity of a fold across sweeps: the data it reads (a universe's unit: its asset) and its
+    six dates (not its name). A unit is then (fold_id, seed) in every sweep, universe or not."""
     cols = spec.get("columns") or {}
-    key = [spec.get("data"), spec.get("asset"), cols.get("close"), *(fold[k] for k in sorted(fold) if k != "name")]
+    key = [
+        spec.get("data"),
+        asset or spec.get("asset"),
+        cols.get("close"),
+        *(fold[k] for k in sorted(fold) if k != "name"),
+    ]
     return hashlib.sha1(json.dumps(key, default=str).encode()).hexdigest()[:8]
 
 
@@ -80,10 +88,34 @@ class Sweep:
     def mode(self) -> str:
         return self.spec.get("mode", "")
 
+    @property
+    def assets(self) -> list[str]:
+        """A universe's assets (those run); [] for a one-asset sweep."""
+        return list(self.meta.get("assets") or [])
+
+    def asset_name(self, asset: str | None) -> str:
+        """A unit's asset as the table shows it: its own in a universe, else the sweep's (SPX: the
+        embedded default), "" when a one-asset file names none."""
+        if asset:
+            return asset
+        return self.spec.get("asset") or ("SPX" if self.spec.get("data") is None else "")
+
     @cached_property
-    def units(self) -> list[tuple[dict, int]]:
-        """Expected (fold dict, seed) units, fold-major."""
-        return [(f, int(s)) for f in self.meta["folds"] for s in self.spec["seeds"]]
+    def units(self) -> list[tuple[dict, int, str | None]]:
+        """Expected (fold dict, seed, asset) units, fold-major (asset None in a one-asset sweep)."""
+        assets = self.assets or [None]
+        return [(f, int(s), a) for f in self.meta["folds"] for a in assets for s in self.spec["seeds"]]
+
+
+def sweep_prices(sweep: Sweep) -> dict[str | None, pd.DataFrame]:
+    """The sweep's price frames reloaded from its data, by asset (a one-asset sweep: under None)."""
+    from trainables.data import Columns, load_prices, load_universe
+
+    spec = sweep.spec
+    columns = Columns(**(spec.get("columns") or {}))
+    if sweep.assets:
+        return load_universe(spec.get("data"), tuple(sweep.assets), columns)
+    return {None: load_prices(spec.get("data"), spec.get("asset"), columns)}
 
 
 def read_sweep(path: str) -> Sweep:
@@ -158,21 +190,23 @@ def _info(record: dict) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _unit_of(key: str) -> tuple[str, int]:
-    """(fold, seed) from a unit directory name (trainables.ids.unit_key)."""
-    fold, _, seed = key.rpartition("__seed")
-    return fold, int(seed) if seed.isdigit() else -1
+def _unit_of(key: str, universe: bool) -> tuple[str, int, str | None]:
+    """(fold, seed, asset) from a unit directory name (trainables.ids.unit_key)."""
+    rest, _, seed = key.rpartition("__seed")
+    asset, _, fold = rest.partition("__") if universe else (None, "", rest)
+    return fold, int(seed) if seed.isdigit() else -1, asset
 
 
 def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
     """Complete units from their records, plus a failed/missing row per expected unit not done."""
-    fold_meta = {f["name"]: (fold_id(sweep.spec, f), f["test_end"]) for f in sweep.meta["folds"]}
+    folds = {f["name"]: f for f in sweep.meta["folds"]}
     done, unreadable = _records(trials)
     metrics = pd.DataFrame([_numbers(r.get("metrics")) for _, r in done], index=range(len(done))).astype("float64")
     path_of = dict(zip(trials["trial_id"], trials["trial_path"]))
     complete = pd.DataFrame(
         {
             "trial_id": [t for t, _ in done],
+            "asset": [r.get("asset") for _, r in done],
             "fold": [r["fold"] for _, r in done],
             "seed": [int(r["seed"]) for _, r in done],
             "unit": [r["unit"] for _, r in done],
@@ -189,27 +223,32 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
     complete["mase_scale"] = [float(r.get("mase_scale", np.nan) or np.nan) for _, r in done]
     complete["metrics_version"] = [int(r.get("metrics_version", 1)) for _, r in done]
     bad = pd.DataFrame(unreadable, columns=["trial_id", "unit", "status", "unit_error"])
-    bad["fold"] = [_unit_of(k)[0] for k in bad["unit"]]
-    bad["seed"] = [_unit_of(k)[1] for k in bad["unit"]]
-    have = set(zip(complete["trial_id"], complete["fold"], complete["seed"]))
-    have |= set(zip(bad["trial_id"], bad["fold"], bad["seed"]))
+    parsed = [_unit_of(k, bool(sweep.assets)) for k in bad["unit"]]
+    bad["fold"], bad["seed"], bad["asset"] = [p[0] for p in parsed], [p[1] for p in parsed], [p[2] for p in parsed]
+    have = set(zip(complete["trial_id"], complete["asset"], complete["fold"], complete["seed"]))
+    have |= set(zip(bad["trial_id"], bad["asset"], bad["fold"], bad["seed"]))
     errors = dict(zip(trials["trial_id"], trials["error"]))
     todo = [
         {
             "trial_id": t,
+            "asset": a,
             "fold": f["name"],
             "seed": s,
-            "unit": unit_key(f["name"], s),
+            "unit": unit_key(f["name"], s, a),
             "status": "failed" if errors[t] else "missing",
         }
         for t in trials["trial_id"]
-        for f, s in sweep.units
-        if (t, f["name"], s) not in have
+        for f, s, a in sweep.units
+        if (t, a, f["name"], s) not in have
     ]
-    todo = pd.DataFrame(todo, columns=["trial_id", "fold", "seed", "unit", "status"])
+    todo = pd.DataFrame(todo, columns=["trial_id", "asset", "fold", "seed", "unit", "status"])
     rows = pd.concat([complete, bad, todo]) if len(bad) else pd.concat([complete, todo])
-    rows["fold_id"] = [fold_meta.get(f, (f"{sweep.name}:{f}", ""))[0] for f in rows["fold"]]
-    rows["fold_end"] = [fold_meta.get(f, ("", ""))[1] for f in rows["fold"]]
+    rows["fold_id"] = [
+        fold_id(sweep.spec, folds[f], a) if f in folds else f"{sweep.name}:{f}"
+        for f, a in zip(rows["fold"], rows["asset"])
+    ]
+    rows["fold_end"] = [folds[f]["test_end"] if f in folds else "" for f in rows["fold"]]
+    rows["asset"] = [sweep.asset_name(a) for a in rows["asset"]]
     return rows
 
 
@@ -241,8 +280,9 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     # A merged sweep runs each unit once per configuration: a unit one trial lacks but another
     # trial of the same configuration completed is not missing.
     complete = out["status"] == "complete"
-    have = set(zip(out.loc[complete, "config_id"], out.loc[complete, "fold"], out.loc[complete, "seed"]))
-    covered = [(c, f, s) in have for c, f, s in zip(out["config_id"], out["fold"], out["seed"])]
+    keys = ["config_id", "asset", "fold", "seed"]
+    have = set(out.loc[complete, keys].itertuples(index=False, name=None))
+    covered = [k in have for k in out[keys].itertuples(index=False, name=None)]
     out = out[complete | ~pd.Series(covered, index=out.index)].reset_index(drop=True)
     unit_error = out.pop("unit_error") if "unit_error" in out else pd.Series(np.nan, index=out.index)
     out["error"] = np.where(out["status"] == "complete", "", unit_error.fillna(out["error"]))
@@ -255,7 +295,7 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     out["seed"] = out["seed"].astype("int64")
     out["horizon"] = horizons(out, sweep.model)
     rest = [c for c in out.columns if c not in ID_COLUMNS]
-    return out[ID_COLUMNS + rest].sort_values(["trial_id", "fold_end", "seed"], ignore_index=True)
+    return out[ID_COLUMNS + rest].sort_values(["trial_id", "fold_end", "asset", "seed"], ignore_index=True)
 
 
 def horizons(table: pd.DataFrame, model: str) -> pd.Series:
@@ -331,7 +371,11 @@ def load_runs(root: str, refresh: bool = False, model: str | None = None) -> pd.
         raise ResultsError(f"no sweeps found under {root!r} (a sweep directory holds sweep.json)")
     if not tables:
         return _empty()
-    return pd.concat(tables, ignore_index=True, sort=False) if len(tables) > 1 else tables[0]
+    runs = pd.concat(tables, ignore_index=True, sort=False) if len(tables) > 1 else tables[0]
+    if "asset" not in runs:  # logged runs only
+        runs["asset"] = ""
+    runs["asset"] = runs["asset"].fillna("").astype(str)
+    return runs
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:

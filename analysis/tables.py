@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from analysis import drift, impact, verdicts
+from analysis import drift, impact, universe, verdicts
 from analysis.ranking import rank_configs, ranked_units
 from analysis.runs import Sweep
 
@@ -49,7 +49,7 @@ def _impact(sweep: Sweep, t: SweepTables) -> None:
 
 def _drift(sweep: Sweep, t: SweepTables) -> None:
     try:
-        t.drift = drift.sweep_drift(sweep.spec, sweep.meta["folds"])
+        t.drift = drift.sweep_drift(sweep)
         t.drift_summary = drift.drift_summary(t.drift)
     except Exception as exc:  # data moved or unreadable: the rest of the report still stands
         t.notes.append(f"drift not computed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
@@ -65,6 +65,11 @@ def add_verdicts(t: SweepTables, settings: verdicts.Settings) -> None:
         t.notes.append(f"verdicts not computed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return
     t.notes += [f"verdicts: {n}" for n in t.verdicts.notes]
+    if universe.is_universe(t.runs):
+        try:
+            t.ranked = universe.attach(t.ranked, t.runs, losses, t.metric)
+        except Exception as exc:  # the universe's columns must not cost the rest of the report
+            t.notes.append(f"per-asset verdicts not computed: {str(exc).splitlines()[0] or type(exc).__name__}")
     if unreadable:
         t.notes.append(
             f"{len(unreadable)} unit(s) without readable predictions.parquet, left out of the verdicts "
@@ -95,3 +100,13 @@ def fold_tables(sweep: Sweep, runs: pd.DataFrame, metric: str, mode: str) -> dic
     """The same tables restricted to each fold (no drift: it is per fold already)."""
     names = runs.drop_duplicates("fold").sort_values(["fold_end", "fold"])["fold"].tolist()
     return {name: sweep_tables(sweep, runs[runs["fold"] == name], metric, mode, with_drift=False) for name in names}
+
+
+def asset_tables(sweep: Sweep, runs: pd.DataFrame, metric: str, mode: str) -> dict[str, SweepTables]:
+    """A universe's tables restricted to each asset ({} for one asset)."""
+    if not universe.is_universe(runs):
+        return {}
+    return {
+        a: sweep_tables(sweep, runs[runs["asset"] == a], metric, mode, with_drift=False)
+        for a in universe.assets_of(runs)
+    }

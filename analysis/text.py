@@ -23,9 +23,10 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
     shown = ranked.head(top)
     labels = config_labels(ranked, shown.index)
     rel = test != "test_rel_mae"  # its own column unless it is the test metric already
+    assets = "assets_beating_naive" in ranked  # a universe: assets beaten naive on, worst asset
     lines = [
         f"rank  {metric} (mean ± std)  robust  {test}  {'rel_mae(test)  ' if rel else ''}vs naive (test DM)  MCS  "
-        f"units  {'sweep  ' if sweeps else ''}configuration"
+        f"{'assets>naive  worst asset  ' if assets else ''}units  {'sweep  ' if sweeps else ''}configuration"
     ]
     for i, r in shown.iterrows():
         status = "" if r["status"] == "ok" else f"  [{r['status'].upper()}{': ' + r['error'] if r['error'] else ''}]"
@@ -35,14 +36,30 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
             else f"{r['units_done']}/{r['units_expected']}"
         )
         versus = f"{r.get('verdict', 'untested')} p={fmt(r.get('test_dm_p_pooled'))}" if r["status"] == "ok" else "-"
+        universe = f"{_asset_cells(r, metric)}  " if assets else ""
         lines.append(
             f"{r['rank']:>4}  {fmt(r.get(metric))} ± {fmt(r.get(f'{metric}_std'))}  {fmt(r['robust_score'])}  "
-            f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae')) + '  ' if rel else ''}{versus}  {_mcs(r.get('in_mcs'))}  {units}  "
-            f"{r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
+            f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae')) + '  ' if rel else ''}{versus}  {_mcs(r.get('in_mcs'))}  "
+            f"{universe}{units}  {r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
         )
     if len(ranked) > top:
         lines.append(f"   … {len(ranked) - top} more")
     return "\n".join(lines)
+
+
+def _unit_words(unit: dict) -> str:
+    """Which unit's model the checkpoint is, and why that one."""
+    if unit.get("asset"):  # a universe fits one model per asset: every asset's is in unit_models
+        return f"asset {unit['asset']}, fold {unit['fold']}, seed {unit['seed']}: newest fold, best unit; per asset: unit_models"
+    return f"fold {unit['fold']}, seed {unit['seed']}: newest fold, best seed"
+
+
+def _asset_cells(row: pd.Series, metric: str) -> str:
+    """A universe row's "k/N" assets beating naive and its worst asset with the metric there."""
+    k = row.get("assets_beating_naive")
+    if not isinstance(k, str):
+        return "-  -"
+    return f"{k}  {row.get('worst_asset')} {fmt(row.get(f'worst_asset_{metric}'))}"
 
 
 def verdict_text(summary: dict) -> str:
@@ -75,6 +92,6 @@ def best_text(best: dict) -> str:
             f"  vs naive on test: {verdict.get('verdict', 'untested')} (one-sided DM p = "
             f"{fmt(verdict.get('test_dm_p_pooled'))}), rel_mae {fmt(best['metrics'].get('test_rel_mae'))}; "
             f"in the 90 % MCS on val: {_mcs(mcs)}",
-            f"  checkpoint: {best['checkpoint']}  (fold {unit['fold']}, seed {unit['seed']}: newest fold, best seed)",
+            f"  checkpoint: {best['checkpoint']}  ({_unit_words(unit)})",
         ]
     )

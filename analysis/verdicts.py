@@ -10,6 +10,11 @@ origins every configuration shares. Then, per split (val, test):
   p-value that answers "did the sweep find anything?" after trying them all;
 - the Model Confidence Set (arch.bootstrap.MCS): the configurations indistinguishable from the best.
 
+In a universe (units of several assets) each unit's losses are first divided by its training
+window's in-sample naive MAE (`mase_scale`, so no asset weighs by its price level), restricted to
+the (asset, fold) units every configuration holds, then averaged over assets per date: one loss
+series over the universe's dates.
+
 Bootstraps are stationary block bootstraps, seeded, so the same losses give the same answer.
 Configurations of a different horizon than the best one forecast other origins: they are left out
 and named in `notes`.
@@ -48,7 +53,20 @@ COLUMNS = {
 # What a ranked row says about itself (best.py, best_model.json, the printed ranking).
 ROW_KEYS = ("verdict", "beats_naive", "test_dm_p_pooled", "in_mcs", "mcs_pvalue", "val_beats_naive", "test_in_mcs")
 MCS_R_LIMIT = 100  # above this many configurations the MCS uses the max statistic (R is O(k²) per draw)
-LOSS_COLUMNS = ["model", "config_id", "split", "fold_id", "fold_end", "origin", "horizon", "loss", "naive_loss"]
+LOSS_COLUMNS = [
+    "model",
+    "config_id",
+    "split",
+    "asset",
+    "fold_id",
+    "fold_end",
+    "origin",
+    "horizon",
+    "loss",
+    "naive_loss",
+    "mase_scale",
+]
+LOSSES_VERSION = "2"  # 2: asset, mase_scale
 
 
 class VerdictError(ValueError):
@@ -140,14 +158,37 @@ def read_losses(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         losses = unit_losses(table)
         parts.append(
             losses.assign(
-                model=row["model"], config_id=row["config_id"], fold_id=row["fold_id"], fold_end=row["fold_end"]
+                model=row["model"],
+                config_id=row["config_id"],
+                asset=str(row.get("asset") or ""),
+                fold_id=row["fold_id"],
+                fold_end=row["fold_end"],
+                mase_scale=float(row.get("mase_scale", np.nan)),
             )
         )
     if not parts:
         return pd.DataFrame(columns=LOSS_COLUMNS), bad
     every = pd.concat(parts, ignore_index=True)
-    keys = ["model", "config_id", "split", "fold_id", "fold_end", "origin", "horizon"]
-    return every.groupby(keys, sort=False)[["loss", "naive_loss"]].mean().reset_index()[LOSS_COLUMNS], bad
+    keys = ["model", "config_id", "split", "asset", "fold_id", "fold_end", "origin", "horizon"]
+    out = every.groupby(keys, sort=False)[["loss", "naive_loss", "mase_scale"]].mean().reset_index()
+    return out[LOSS_COLUMNS], bad
+
+
+def over_assets(losses: pd.DataFrame, configs: list[tuple[str, str]]) -> pd.DataFrame:
+    """One loss series over a universe's dates: scaled losses of the (asset, fold) units every
+    configuration of `configs` holds, averaged over assets per (fold end, origin). Losses of one
+    asset are returned unchanged."""
+    if losses.empty or losses["asset"].nunique() < 2:
+        return losses
+    part = losses[pd.MultiIndex.from_frame(losses[["model", "config_id"]]).isin(configs)]
+    held = part.groupby(["model", "config_id"])["fold_id"].agg(set)
+    shared = set.intersection(*held.tolist()) if len(held) else set()
+    part = part[part["fold_id"].isin(shared)]
+    scale = part["mase_scale"].where(part["mase_scale"] > 0)
+    part = part.assign(loss=part["loss"] / scale, naive_loss=part["naive_loss"] / scale)
+    keys = ["model", "config_id", "split", "fold_end", "origin", "horizon"]
+    out = part.groupby(keys, sort=False)[["loss", "naive_loss"]].mean().reset_index()
+    return out.assign(asset="(universe)", fold_id=out["fold_end"], mase_scale=1.0)[LOSS_COLUMNS]
 
 
 def aligned(losses: pd.DataFrame, split: str, configs: list[tuple[str, str]]) -> tuple[pd.DataFrame, pd.Series]:
@@ -184,6 +225,10 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
     other = len(ok) - len(same)
     if other:
         out.notes.append(f"{other} configuration(s) with another horizon than the best ({out.horizon}) left out")
+    assets = losses["asset"].nunique()
+    losses = over_assets(losses, same)
+    if assets > 1:
+        out.notes.append(f"losses scaled by each unit's in-sample naive MAE and averaged over {assets} assets per date")
     for split in SPLITS:
         _split(out, losses, split, same)
     return out
@@ -253,7 +298,7 @@ def _units_key(runs: pd.DataFrame) -> str:
     import hashlib
 
     done = runs[runs["status"] == "complete"]
-    keys = sorted(f"{t}/{u}" for t, u in zip(done["trial_id"], done["unit"]))
+    keys = [LOSSES_VERSION, *sorted(f"{t}/{u}" for t, u in zip(done["trial_id"], done["unit"]))]
     return hashlib.sha1("\n".join(keys).encode()).hexdigest()
 
 
@@ -329,8 +374,10 @@ def rank_with_verdicts(
     ranked = rank_configs(runs, metric, mode)
     judged = None
     if settings is not None:
+        from analysis import universe
+
         losses, _ = losses_of(runs)
         judged = compute(ranked, losses, settings)
-        ranked = attach(ranked, judged)
+        ranked = universe.attach(attach(ranked, judged), runs, losses, metric)
     ranked.attrs.update(horizon=horizon, left_out=left_out, verdicts=judged.summary() if judged else None)
     return ranked, runs

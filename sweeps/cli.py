@@ -11,7 +11,17 @@ from typing import NoReturn
 
 from search_spaces.strategies import MODES
 from sweeps import resume
-from sweeps.spec import FoldPlan, SpecError, SweepSpec, check, check_name, parse_seeds, read_config_file
+from sweeps.spec import (
+    FITS,
+    FoldPlan,
+    SpecError,
+    SweepSpec,
+    check,
+    check_name,
+    parse_assets,
+    parse_seeds,
+    read_config_file,
+)
 from trainables import registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
@@ -58,7 +68,18 @@ def parser(model: str) -> argparse.ArgumentParser:
         w.add_argument("--size", choices=sorted(sizes), help="architecture size with --init scratch")
     d = p.add_argument_group("data and folds")
     d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
-    d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX or NDX")
+    d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX, NDX, WTI or VIX")
+    d.add_argument(
+        "--assets",
+        help="a universe: A,B,... (embedded SPX,NDX,WTI,VIX) or all (every asset of --data); each configuration "
+        "is judged on every (asset, fold, seed)",
+    )
+    d.add_argument("--fit", choices=FITS, default=None, help="per-asset: one model per (asset, fold, seed) (default)")
+    d.add_argument(
+        "--drop-short-assets",
+        action="store_true",
+        help="leave out (and record) an asset without enough rows for a fold, instead of stopping",
+    )
     d.add_argument("--timestamp-col", default="timestamp", help="timestamp column of --data")
     d.add_argument("--asset-col", help="asset-id column of --data (default: 'asset' if present)")
     d.add_argument("--target-col", default="close", help="price column to forecast")
@@ -135,6 +156,9 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         storage=args.storage,
         data=args.data,
         asset=args.asset,
+        assets=parse_assets(args.assets) if args.assets else fields.get("assets"),
+        fit=args.fit or "per-asset",
+        drop_short_assets=args.drop_short_assets,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
         early_stop_on=args.early_stop_on or fields.get("early_stop_on", "val"),

@@ -8,7 +8,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -18,17 +18,19 @@ from sweeps import merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
-from trainables.data import load_prices
+from trainables.data import load_prices, load_universe
 from trainables.features import add_features
 from trainables.folds import Fold
 
 
 @dataclass(frozen=True)
 class Prepared:
-    frame: pd.DataFrame
+    frames: dict[str | None, pd.DataFrame]  # by asset; one-asset sweeps: {None: frame}
     features: tuple[str, ...]
     folds: tuple[Fold, ...]
     unit_steps: int = 0  # trainables.nested.Plan.unit_steps
+    assets: tuple[str, ...] = ()  # a universe's assets (those kept); () for a one-asset sweep
+    dropped: dict[str, str] = field(default_factory=dict)  # --drop-short-assets: asset -> why
 
 
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
@@ -99,18 +101,50 @@ def prepare(spec: SweepSpec) -> Prepared:
     _check_address(spec.address)
     if importlib.util.find_spec(entry.package) is None:
         raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
-    frame, features = add_features(load_prices(spec.data, spec.asset, spec.columns), spec.features)
-    ts = frame["timestamp"]
+    frames, features = _frames(spec)
+    ts = fold_mod.calendar(frames) if spec.assets is not None else frames[None]["timestamp"]
     fp = spec.folds
     folds = fp.explicit or tuple(fold_mod.generate(ts, fp.n, fp.val_size, fp.test_size, fp.window, fp.train_size))
     base = spec.baseline(entry.spaces().BASELINE)
     context, horizon = _longest(spec, entry.context_key, base), _longest(spec, entry.horizon_key, base)
-    fold_mod.validate(list(folds), ts, context, horizon)
-    _check_positive(spec, frame)
+    fold_mod.check_dates(list(folds), ts)
+    dropped = _check_rows(spec, frames, folds, context, horizon)
+    frames = {a: f for a, f in frames.items() if a not in dropped}
+    for frame in frames.values():
+        _check_positive(spec, frame)
     _check_weights(base)
-    _check_target(spec, folds)
-    _warn_few_origins(folds, ts, context, horizon)  # last: bad input gets its one error line alone
-    return Prepared(frame, features, folds, _most_steps(spec, base))
+    _check_target(spec, folds, tuple(a for a in frames if a is not None))
+    _warn_few_origins(folds, frames, context, horizon)  # last: bad input gets its one error line alone
+    assets = tuple(a for a in frames if a is not None)
+    return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped)
+
+
+def _frames(spec: SweepSpec) -> tuple[dict[str | None, pd.DataFrame], tuple[str, ...]]:
+    """Each asset's frame with its features (one-asset sweep: under None), and the feature names."""
+    if spec.assets is None:
+        frame, features = add_features(load_prices(spec.data, spec.asset, spec.columns), spec.features)
+        return {None: frame}, features
+    out, features = {}, ()
+    for asset, prices in load_universe(spec.data, spec.assets, spec.columns).items():
+        out[asset], features = add_features(prices, spec.features)
+    return out, features
+
+
+def _check_rows(spec: SweepSpec, frames: dict, folds: tuple[Fold, ...], context: int, horizon: int) -> dict[str, str]:
+    """FoldError for a fold too short for an asset; with --drop-short-assets those assets are left
+    out instead (returned with the reason), unless none would remain."""
+    dropped = {}
+    for asset, frame in frames.items():
+        try:
+            fold_mod.check_rows(list(folds), frame["timestamp"], context, horizon, asset)
+        except fold_mod.ShortAsset as exc:
+            if not spec.drop_short_assets:
+                raise
+            dropped[asset] = str(exc).split("; leave")[0]
+            print(f"--drop-short-assets: left out {dropped[asset]}", file=sys.stderr)
+    if dropped and len(dropped) == len(frames):
+        raise SpecError("--drop-short-assets: every asset is too short for the folds (use fewer or shorter folds)")
+    return dropped
 
 
 MIN_ORIGINS = 30  # fewer forecast origins per window leave the DM test with little power
@@ -129,12 +163,13 @@ def _check_positive(spec: SweepSpec, frame: pd.DataFrame) -> None:
         )
 
 
-def _warn_few_origins(folds: tuple[Fold, ...], ts: pd.Series, context: int, horizon: int) -> None:
+def _warn_few_origins(folds: tuple[Fold, ...], frames: dict, context: int, horizon: int) -> None:
     """A warning, not an error: too few origins per val / test window for the tests against naive."""
     from trainables.unit import origins
 
+    stamps = [frame["timestamp"] for frame in frames.values()]
     for split, at in (("val", 1), ("test", 2)):
-        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon)) for f in folds]
+        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon)) for f in folds for ts in stamps]
         if min(counts) < MIN_ORIGINS:
             print(
                 f"warning: {split} windows give {min(counts)} forecast origin(s) at horizon {horizon} "
@@ -151,17 +186,18 @@ def _check_weights(base: dict) -> None:
                 weights.resolve(base[key])
 
 
-def _check_target(spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
+def _check_target(spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, ...]) -> None:
     if spec.resume:
         meta = _stored_meta(spec)
-        if meta is not None:  # restored trials must run the folds their units were made on
+        if meta is not None:  # restored trials must run the folds (and assets) their units were made on
             resume.check_folds(meta["folds"], folds)
+            resume.check_assets(meta.get("assets") or [], assets)
         return
     if spec.merge:
         meta = _stored_meta(spec)
         if meta is None:
             raise SpecError(f"--merge: no sweep at {spec.sweep_dir!r} to merge into (run it once without --merge)")
-        merge.check(meta, spec, folds)
+        merge.check(meta, spec, folds, assets)
     elif store.exists(spec.sweep_dir) and not spec.overwrite:
         raise SpecError(
             f"sweep {spec.sweep_dir!r} already exists: use --resume, --merge, --overwrite or another --name"
@@ -234,12 +270,20 @@ def _record(spec: SweepSpec, prepared: Prepared) -> None:
     meta = {
         "spec": spec.to_json(),
         "folds": [f.as_dict() for f in prepared.folds],
+        **_universe(prepared),
         "started": datetime.now(UTC).isoformat(),
         **provenance.git_state(),
         "versions": provenance.versions(registry.get(spec.model).distributions),
         "notes": spec.notes,
     }
     store.write_text(f"{spec.sweep_dir}/sweep.json", store.dumps(meta))
+
+
+def _universe(prepared: Prepared) -> dict:
+    """sweep.json's record of a universe: the assets run and those left out (with why)."""
+    if not prepared.assets:
+        return {}
+    return {"assets": list(prepared.assets), "dropped_assets": prepared.dropped}
 
 
 def _trial_dirname(trial) -> str:
@@ -273,6 +317,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         features=prepared.features,
         metric=spec.metric,
         early_stop_on=spec.early_stop_on,
+        assets=prepared.assets,
         parallel_units=spec.parallel_units,
         unit_steps=prepared.unit_steps,
         cpus_per_unit=spec.cpus_per_trial,
@@ -280,7 +325,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         experiment_path=path,
         prior=prior,
     )
-    trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frame=prepared.frame), resources)
+    trainable = tune.with_resources(tune.with_parameters(train, plan=plan, frames=prepared.frames), resources)
     if spec.resume:
         if not resume.restorable(path):
             raise SpecError(f"--resume: {path} holds no restorable Tune experiment")
@@ -294,7 +339,9 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
             configs = _merge_configs(spec, entry, stored, prior, prepared)
             store.write_text(
                 f"{path}/sweep.json",
-                store.dumps(merge.record(_stored_meta(spec), spec, prepared.folds, provenance.git_state())),
+                store.dumps(
+                    merge.record(_stored_meta(spec), spec, prepared.folds, provenance.git_state(), _universe(prepared))
+                ),
             )
         else:
             _record(spec, prepared)
@@ -352,7 +399,7 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
         base = spec.baseline(entry.spaces().BASELINE)
         fixed = spec.fixed(entry.horizon_key)
         listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
-    todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds)
+    todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds, prepared.assets)
     print(f"--merge: {len(todo)} configuration(s) have units to run")
     return todo
 
@@ -390,11 +437,15 @@ def _new_tuner(
     )
     callbacks = [TensorBoardLogger()]
     if not spec.verbose:
-        n, folds, seeds = search.num_samples, len(plan.folds), len(plan.seeds)
+        n, folds, seeds, assets = search.num_samples, len(plan.folds), len(plan.seeds), len(plan.assets)
         per_trial = ", ".join(f"{v:g} {k}" for k, v in resources.required_resources.items() if v)
         where = f"{spec.storage.rstrip('/')}/{spec.name}"
-        print(header(spec.model, spec.mode, n, folds, seeds, f"{per_trial} per trial, {concurrent} at once", where))
-        callbacks.append(Progress(n, folds * seeds, spec.metric, plan.experiment_path))
+        print(
+            header(
+                spec.model, spec.mode, n, folds, seeds, f"{per_trial} per trial, {concurrent} at once", where, assets
+            )
+        )
+        callbacks.append(Progress(n, folds * seeds * max(assets, 1), spec.metric, plan.experiment_path))
     # ASHA has its own metric (trainables.nested.ASHA_SCORE), so Tune's metric is the searcher's
     # and analysis' robust_score only without it (Tune refuses two).
     scheduler, metric = FIFOScheduler(), {"metric": "robust_score", "mode": "min"}

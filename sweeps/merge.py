@@ -1,7 +1,8 @@
-"""`--merge`: grow a stored sweep by replica seeds, folds and param_ranges values, never change it.
+"""`--merge`: grow a stored sweep by replica seeds, folds, param_ranges values and (a per-asset
+universe) assets, never change it.
 
 The merged sweep is one sweep: new trials run in the same directory, each configuration only
-runs the (fold, seed) units it does not have yet, and the analysis pools a configuration's
+runs the (asset, fold, seed) units it does not have yet, and the analysis pools a configuration's
 units across its trials.
 """
 
@@ -36,12 +37,13 @@ RUNTIME = {
     "verbose",
 }
 # Checked on their own below (they may grow); `folds` is compared as the resolved fold list.
-GROWABLE = {"seeds", "param_ranges", "folds", "max_runs"}
-ONLY = "only replica_seeds, walk_forward.folds and param_ranges values may be added"
+GROWABLE = {"seeds", "param_ranges", "folds", "max_runs", "assets", "drop_short_assets"}
+ONLY = "only replica_seeds, walk_forward.folds, param_ranges values and assets may be added"
 
 
-def check(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
-    """SpecError naming the first field where `spec` does more than add to the stored sweep."""
+def check(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, ...] = ()) -> None:
+    """SpecError naming the first field where `spec` does more than add to the stored sweep
+    (`assets`: the universe's assets resolved now)."""
     old, new = meta["spec"], spec.to_json()
     for key in sorted(set(old) | set(new)):
         if key not in RUNTIME | GROWABLE:
@@ -49,6 +51,7 @@ def check(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...]) -> None:
     _seeds(old["seeds"], list(spec.seeds))
     _ranges(old.get("param_ranges") or {}, spec.param_ranges)
     _folds(meta["folds"], [f.as_dict() for f in folds])
+    _assets(meta.get("assets") or [], list(assets))
     if None not in (old.get("max_runs"), spec.max_runs) and spec.max_runs < old["max_runs"]:
         raise SpecError(f"--merge: max_runs is {old['max_runs']} in the sweep, {spec.max_runs} now (it may only grow)")
 
@@ -83,6 +86,18 @@ def _ranges(old: dict[str, list], new: dict[str, list]) -> None:
         raise SpecError(f"--merge: param_ranges.{added[0]} is a new parameter ({ONLY}, not new parameters)")
 
 
+def _assets(old: list[str], new: list[str]) -> None:
+    # Per-asset units are independent: a new asset only adds units. (A global fit, once built,
+    # trains every model on every asset: adding one would change them all.)
+    if bool(old) != bool(new):
+        raise SpecError(
+            "--merge: a one-asset sweep and a universe (--assets) are different sweeps: sweep it under another --name"
+        )
+    gone = [a for a in old if a not in new]
+    if gone:
+        raise SpecError(f"--merge: assets: {gone[0]!r} is in the sweep but not in {new} ({ONLY})")
+
+
 def _folds(old: list[dict], new: list[dict]) -> None:
     by_name = {f["name"]: f for f in new}
     for fold in old:
@@ -110,27 +125,32 @@ def stored_units(sweep_dir: str) -> tuple[list[dict], dict[str, list[dict]]]:
         cid = config_id(config)
         configs.setdefault(cid, config)
         for record in store.read_json_files(f"{trial}/units", "record.json"):
-            units.setdefault(cid, {}).setdefault((record["fold"], record["seed"]), record)
+            units.setdefault(cid, {}).setdefault((record.get("asset"), record["fold"], record["seed"]), record)
     return list(configs.values()), {cid: list(by_key.values()) for cid, by_key in units.items()}
 
 
 def to_run(
-    configs: list[dict], prior: dict[str, list[dict]], folds: tuple[Fold, ...], seeds: tuple[int, ...]
+    configs: list[dict],
+    prior: dict[str, list[dict]],
+    folds: tuple[Fold, ...],
+    seeds: tuple[int, ...],
+    assets: tuple[str, ...] = (),
 ) -> list[dict]:
-    """The configurations (first occurrence each) that still miss at least one (fold, seed) unit."""
-    wanted = {(f.name, s) for f in folds for s in seeds}
+    """The configurations (first occurrence each) that still miss at least one (asset, fold, seed) unit."""
+    wanted = {(a, f.name, s) for a in assets or (None,) for f in folds for s in seeds}
     out, seen = [], set()
     for config in configs:
         cid = config_id(config)
-        have = {(u["fold"], u["seed"]) for u in prior.get(cid, [])}
+        have = {(u.get("asset"), u["fold"], u["seed"]) for u in prior.get(cid, [])}
         if cid not in seen and wanted - have:
             out.append(config)
         seen.add(cid)
     return out
 
 
-def record(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...], git: dict) -> dict:
-    """The sweep's new `sweep.json`: the merged spec and folds, plus what this merge added."""
+def record(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...], git: dict, universe: dict | None = None) -> dict:
+    """The sweep's new `sweep.json`: the merged spec and folds (and `universe`: assets, dropped_assets),
+    plus what this merge added."""
     old = meta["spec"]
     names = {f["name"] for f in meta["folds"]}
     ranges = {
@@ -141,6 +161,10 @@ def record(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...], git: dict) -> d
         "folds": [f.name for f in folds if f.name not in names],
         "param_ranges": {k: vs for k, vs in ranges.items() if vs},
     }
+    universe = universe or {}
+    if universe:
+        added["assets"] = [a for a in universe["assets"] if a not in meta.get("assets", [])]
     merges = [*meta.get("merges", []), {"at": datetime.now(UTC).isoformat(), "added": added, **git}]
     notes = "\n".join(n for n in (meta.get("notes"), spec.notes) if n)
-    return {**meta, "spec": spec.to_json(), "folds": [f.as_dict() for f in folds], "merges": merges, "notes": notes}
+    folds_now = [f.as_dict() for f in folds]
+    return {**meta, "spec": spec.to_json(), "folds": folds_now, **universe, "merges": merges, "notes": notes}

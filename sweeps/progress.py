@@ -39,12 +39,26 @@ def clock(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def header(model: str, mode: str, configs: int | str, folds: int, seeds: int, resources: str, where: str) -> str:
-    units = configs * folds * seeds if isinstance(configs, int) else f"up to {configs}×{folds}×{seeds}"
+def header(
+    model: str, mode: str, configs: int | str, folds: int, seeds: int, resources: str, where: str, assets: int = 0
+) -> str:
+    per = folds * seeds * max(assets, 1)
+    axes = f"{assets} assets × " if assets else ""
+    units = (
+        configs * per
+        if isinstance(configs, int)
+        else f"up to {configs}×{axes.replace(' assets × ', '×')}{folds}×{seeds}"
+    )
     return (
-        f"Sweep {model} · mode {mode} · {configs} configurations × {folds} folds × {seeds} seeds = {units} units\n"
+        f"Sweep {model} · mode {mode} · {configs} configurations × {axes}{folds} folds × {seeds} seeds = {units} units\n"
         f"  {resources} · results: {where}"
     )
+
+
+def _where(record: dict) -> str:
+    """A unit's fold, after its asset in a universe."""
+    fold = str(record.get("fold", "?"))
+    return f"{record['asset']} {fold}" if record.get("asset") else fold
 
 
 def _reason(trial) -> str:
@@ -179,7 +193,7 @@ class Progress(Callback):
         value = (record.get("metrics") or {}).get(self.metric, float("nan"))
         shared = " (shared)" if record.get("shared_from") else ""
         self._line(
-            f"  ✓ {config:<10}  {record.get('fold', '?'):<8} seed {record.get('seed', '?'):<5} "
+            f"  ✓ {config:<10}  {_where(record):<8} seed {record.get('seed', '?'):<5} "
             f"{self.metric} {value:.4g}  {float(record.get('train_seconds', 0.0)):.1f}s{shared}"
         )
         return True

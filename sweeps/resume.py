@@ -119,5 +119,14 @@ def check_folds(stored: list[dict], folds: tuple[Fold, ...]) -> None:
         )
 
 
+def check_assets(stored: list[str], assets: tuple[str, ...]) -> None:
+    """ResumeError when a universe's assets resolved now (`--assets all`, --drop-short-assets) are not the stored ones."""
+    if list(assets) != list(stored):
+        raise ResumeError(
+            f"--resume: assets are {stored} in the stored sweep, {list(assets)} now "
+            "(the data changed since the sweep started: add assets with --merge, or sweep under another --name)"
+        )
+
+
 def _show(value: Any) -> str:
     return "unset" if value is None else repr(value)

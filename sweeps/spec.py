@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from search_spaces.strategies import MODES
-from trainables.data import Columns
+from trainables.data import ALL, Columns, DataError, check_asset_name
 from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
 from trainables.unit import EARLY_STOP_ON
 
 FILE_KEYS = {
     "output_subdir",
+    "assets",
     "early_stop_on",
     "features",
     "replica_seeds",
@@ -29,6 +30,9 @@ FILE_KEYS = {
     "notes",
 }
 DEFAULT_SEEDS = (7, 11, 13, 42, 123, 2024, 31337, 5, 17, 19)
+# How a universe is fitted: one model per (asset, fold, seed). ("global", one model per (fold,
+# seed) trained on every asset, is not built yet.)
+FITS = ("per-asset",)
 
 
 class SpecError(ValueError):
@@ -55,6 +59,10 @@ class SweepSpec:
     storage: str = "results"
     data: str | None = None
     asset: str | None = None
+    # A universe: these assets (or ("all",): every asset of --data), each unit one (asset, fold, seed).
+    assets: tuple[str, ...] | None = None
+    fit: str = "per-asset"  # FITS
+    drop_short_assets: bool = False  # leave out an asset too short for a fold, instead of stopping
     columns: Columns = Columns()
     features: str = "BASELINE_FEATURES"
     folds: FoldPlan = FoldPlan()
@@ -109,6 +117,8 @@ class SweepSpec:
         raw["folds"] = FoldPlan(**fp)
         raw["columns"] = Columns(**raw["columns"])
         raw["seeds"] = tuple(raw["seeds"])
+        if raw.get("assets") is not None:
+            raw["assets"] = tuple(raw["assets"])
         return cls(**raw)
 
     def with_(self, **changes: Any) -> SweepSpec:
@@ -136,6 +146,8 @@ def read_config_file(path: str) -> dict:
     out: dict[str, Any] = {}
     if "output_subdir" in raw:
         out["name"] = check_name(raw["output_subdir"], "output_subdir")
+    if "assets" in raw:
+        out["assets"] = parse_assets(raw["assets"], "assets")
     if "features" in raw:
         out["features"] = raw["features"]
     if "early_stop_on" in raw:
@@ -216,6 +228,24 @@ def _ranges(value: Any) -> dict[str, list]:
     return value
 
 
+def parse_assets(value: Any, where: str = "--assets") -> tuple[str, ...]:
+    """`--assets A,B` / `"assets": ["A", "B"]` → ("A", "B"); "all" stays ("all",) until the data is read."""
+    items = [a.strip() for a in value.split(",")] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(a, str) and a for a in items):
+        raise SpecError(f"{where} must be a non-empty list of asset names (A,B,... or all), got {value!r}")
+    dup = sorted({a for a in items if items.count(a) > 1})
+    if dup:
+        raise SpecError(f"{where} names asset {dup[0]!r} twice")
+    if ALL in items and len(items) > 1:
+        raise SpecError(f"{where}: 'all' takes every asset of --data; do not list others with it")
+    for asset in items:
+        try:
+            check_asset_name(asset, f"{where}: asset {asset!r}")
+        except DataError as exc:
+            raise SpecError(str(exc)) from None
+    return tuple(items)
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`--seeds 3` → the first three default seeds; `--seeds 7,11` → exactly those."""
     try:
@@ -238,6 +268,14 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
         raise SpecError(f"--mode {spec.mode!r} is not one of {', '.join(MODES)}")
     if spec.early_stop_on not in EARLY_STOP_ON:
         raise SpecError(f"early_stop_on {spec.early_stop_on!r} is not one of {', '.join(EARLY_STOP_ON)}")
+    if spec.assets is not None and spec.asset is not None:
+        raise SpecError(
+            "--asset and --assets cannot be used together: --asset X is the one-asset sweep, --assets X,Y a universe"
+        )
+    if spec.fit not in FITS:
+        raise SpecError(f"--fit {spec.fit!r} is not one of {', '.join(FITS)}")
+    if spec.drop_short_assets and spec.assets is None:
+        raise SpecError("--drop-short-assets applies to a universe (--assets)")
     if spec.features not in FEATURE_SETS:
         raise SpecError(f"features {spec.features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
     known = set(model_baseline) | {"seed"}

@@ -1,4 +1,4 @@
-"""Load price series (parquet, CSV or the embedded S&P 500 / NASDAQ) and validate them."""
+"""Load price series (parquet, CSV or the embedded series the `arch` package ships) and validate them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-EMBEDDED = {"SPX": "sp500", "NDX": "nasdaq"}
+# Embedded asset -> the `arch.data` dataset. WTI (FRED, 1986-2019) and VIX (2014-2019) are
+# close-only and mark days without a price with "."; those days are missing rows, never NaN.
+EMBEDDED = {"SPX": "sp500", "NDX": "nasdaq", "WTI": "wti", "VIX": "vix"}
+ALL = "all"  # --assets all: every asset of --data
 
 
 class DataError(ValueError):
@@ -32,7 +35,7 @@ class Columns:
 def load_prices(path: str | None, asset: str | None, columns: Columns = Columns()) -> pd.DataFrame:
     """One asset's validated frame: timestamp + OHLCV, sorted, default integer index.
 
-    `path=None` loads the embedded series (`asset` SPX or NDX, default SPX).
+    `path=None` loads the embedded series (`asset` one of EMBEDDED, default SPX).
     """
     if path is None:
         return _validate(_embedded(asset or "SPX"), "embedded data", "close")
@@ -61,8 +64,49 @@ def _embedded(asset: str) -> pd.DataFrame:
 
         frame = importlib.import_module(f"arch.data.{name}").load().rename(columns=str.lower)
         frame = frame.reset_index(names="timestamp")
+    if "close" not in frame.columns:  # close-only series (WTI, VIX): their one value column
+        frame = frame.rename(columns={frame.columns[1]: "close"})
+    frame["close"] = pd.to_numeric(frame["close"], errors="coerce")
+    frame = frame[frame["close"].notna()]  # a day without a price is a missing row
+    for col in PRICE_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = frame["close"] if col != "volume" else 0.0
     prices = frame[list(PRICE_COLUMNS)].apply(pd.to_numeric, errors="coerce").astype("float64")
-    return pd.concat([frame[["timestamp"]], prices], axis=1)
+    return pd.concat([frame[["timestamp"]], prices], axis=1).reset_index(drop=True)
+
+
+def load_universe(path: str | None, assets: tuple[str, ...], columns: Columns = Columns()) -> dict[str, pd.DataFrame]:
+    """Each asset's validated frame (as load_prices gives it), in the order asked; `assets == ("all",)`
+    takes every asset of the file, sorted. The file is read once."""
+    if path is None:
+        if assets == (ALL,):
+            raise DataError(f"--assets all needs --data with an asset column; embedded assets: {', '.join(EMBEDDED)}")
+        unknown = [a for a in assets if a not in EMBEDDED]
+        if unknown:
+            raise DataError(f"asset {unknown[0]!r} is not in the embedded data (choose from {', '.join(EMBEDDED)})")
+        return {a: _validate(_embedded(a), f"embedded data ({a})", "close") for a in assets}
+    raw = _read_file(path)
+    name = columns.asset or ("asset" if "asset" in raw.columns else None)
+    if name is None or name not in raw.columns:
+        where = f"asset column {name!r} missing from" if name else "no asset column in"
+        raise DataError(f"--assets needs an asset column: {where} {path!r} (name it with --asset-col)")
+    ids = raw[name].astype(str)
+    present = sorted(ids.unique())
+    wanted = tuple(present) if assets == (ALL,) else assets
+    for asset in wanted:
+        check_asset_name(asset, f"asset {asset!r} in column {name!r} of {path!r}")
+        if asset not in set(present):
+            shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
+            raise DataError(f"asset {asset!r} not found in column {name!r} of {path!r} (it holds {shown})")
+    return {
+        a: _validate(_standardise(raw[ids == a], path, columns), f"{path} (asset {a})", columns.close) for a in wanted
+    }
+
+
+def check_asset_name(asset: str, where: str) -> None:
+    """An asset id names directories (units/<asset>__<fold>__seed<s>, assets/<asset>/): keep it plain."""
+    if not asset or "/" in asset or "\\" in asset or "__" in asset or asset.startswith(".") or asset != asset.strip():
+        raise DataError(f"{where} cannot name a directory (no '/', '\\', '__', leading '.' or spaces)")
 
 
 def _read_file(path: str) -> pd.DataFrame:

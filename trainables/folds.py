@@ -69,8 +69,22 @@ def windows(fold: Fold, timestamps: pd.Series) -> tuple[Window, Window, Window]:
     )
 
 
+class ShortAsset(FoldError):
+    """One asset of a universe lacks the rows a fold needs (`--drop-short-assets` leaves it out)."""
+
+    def __init__(self, message: str, asset: str) -> None:
+        super().__init__(message)
+        self.asset = asset
+
+
 def validate(folds: list[Fold], timestamps: pd.Series, context: int, horizon: int) -> None:
     """Raise FoldError unless every fold is ordered, inside the data and long enough."""
+    check_dates(folds, timestamps)
+    check_rows(folds, timestamps, context, horizon)
+
+
+def check_dates(folds: list[Fold], timestamps: pd.Series) -> None:
+    """Unique names, ordered dates, inside the calendar `timestamps` (a universe: every asset's days)."""
     names = [f.name for f in folds]
     if len(set(names)) != len(names):
         raise FoldError(f"fold names must be unique, {names}")
@@ -86,16 +100,35 @@ def validate(folds: list[Fold], timestamps: pd.Series, context: int, horizon: in
                 f"fold {fold.name!r}: dates {fold.train_start}..{fold.test_end} fall outside the data "
                 f"({first:%Y%m%d}..{last:%Y%m%d})"
             )
+
+
+def check_rows(folds: list[Fold], timestamps: pd.Series, context: int, horizon: int, asset: str | None = None) -> None:
+    """Each fold's windows in these rows (one asset's) hold context + horizon to train on and a
+    horizon to forecast; ShortAsset naming the asset and fold when `asset` is given."""
+    for fold in folds:
         train, val, test = windows(fold, timestamps)
         need = {"train": (train, context + horizon), "val": (val, horizon), "test": (test, horizon)}
         for part, (win, rows) in need.items():
-            if len(win) < rows:
-                raise FoldError(
-                    f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {rows} "
-                    f"(context {context} + horizon {horizon})"
-                    if part == "train"
-                    else f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least horizon {horizon}"
-                )
+            if len(win) >= rows:
+                continue
+            why = f"context {context} + horizon {horizon}" if part == "train" else f"horizon {horizon}"
+            if asset is None:
+                raise FoldError(f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {rows} ({why})")
+            raise ShortAsset(
+                f"asset {asset!r}, fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {rows} "
+                f"({why}); leave the asset out with --drop-short-assets",
+                asset,
+            )
+
+
+def calendar(frames: dict[str, pd.DataFrame]) -> pd.Series:
+    """The universe's trading days: every asset's timestamps, up to the earliest last day (so the
+    last test window has rows of every asset). Folds are dates on it; each asset's windows are
+    its own rows between those dates."""
+    stamps = [f["timestamp"] for f in frames.values()]
+    end = min(s.iloc[-1] for s in stamps)
+    days = pd.Series(pd.concat(stamps, ignore_index=True).unique()).sort_values(ignore_index=True)
+    return days[days <= end].reset_index(drop=True)
 
 
 def generate(

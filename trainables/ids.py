@@ -12,6 +12,7 @@ def config_id(params: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def unit_key(fold: str, seed: int) -> str:
-    """The directory name of one (fold, seed) unit inside a trial's `units/`."""
-    return f"{fold}__seed{seed}"
+def unit_key(fold: str, seed: int, asset: str | None = None) -> str:
+    """The directory name of one (fold, seed) unit inside a trial's `units/`; a universe's units
+    start with their asset (asset names hold no "__")."""
+    return f"{fold}__seed{seed}" if asset is None else f"{asset}__{fold}__seed{seed}"

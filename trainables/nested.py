@@ -1,4 +1,5 @@
-"""The Tune trainable: one trial = one configuration, run over every (fold, seed) unit.
+"""The Tune trainable: one trial = one configuration, run over every (fold, seed) unit, and in a
+universe over every (asset, fold, seed) unit.
 
 Each unit stores its files (predictions, model, record.json last) under `<trial>/units/`.
 After each fold the trial reports the running aggregate and a checkpoint holding its
@@ -53,6 +54,7 @@ class Plan:
     folds: tuple[Fold, ...]
     seeds: tuple[int, ...]
     features: tuple[str, ...]
+    assets: tuple[str, ...] = ()  # a universe's assets, fitted one model per unit; () for one asset
     metric: str = "val_pct_mae"
     early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
     parallel_units: int = 1
@@ -214,37 +216,47 @@ def _log_dir(plan: Plan, key: str) -> str:
     return os.path.join(os.getcwd(), "tensorboard", key)
 
 
-def _run_fold(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
-    train, val, test = windows(fold, frame["timestamp"])
-    data = UnitData(frame, plan.features, train, val, test)
+def _run_fold(
+    config: dict, plan: Plan, frames: dict, fold: Fold, todo: list[tuple[str | None, int]], live: _Live
+) -> list[dict]:
+    """Run the (asset, seed) units `todo` of one fold; each asset's windows are its own rows between the fold's dates."""
     units = f"{_trial_store(plan)}/units"
-    keys = {seed: unit_key(fold.name, seed) for seed in seeds}
     # Seed-free: the first seed's run stands for all of them (its files are small: a weight reference).
-    shared = plan.entry.adapter().seed_free(config) and len(seeds) > 1
-    runs = {seeds[0]: seeds} if shared else {seed: [seed] for seed in seeds}
-    args = [(seed, [f"{units}/{keys[s]}" for s in group], _log_dir(plan, keys[seed])) for seed, group in runs.items()]
+    seed_free = plan.entry.adapter().seed_free(config)
+    jobs = []  # (asset, seed run, seeds it stands for, data)
+    for asset in dict.fromkeys(a for a, _ in todo):
+        frame = frames[asset]
+        data = UnitData(frame, plan.features, *windows(fold, frame["timestamp"]))
+        seeds = [s for a, s in todo if a == asset]
+        groups = {seeds[0]: seeds} if seed_free and len(seeds) > 1 else {s: [s] for s in seeds}
+        jobs += [(asset, seed, group, data) for seed, group in groups.items()]
+    key = {(a, s): unit_key(fold.name, s, a) for a, s in todo}
+    dests = [[f"{units}/{key[a, s]}" for s in group] for a, _, group, _ in jobs]
+    logs = [_log_dir(plan, key[a, s]) for a, s, _, _ in jobs]
     if plan.parallel_units > 1:
         task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
-        data_ref = ray.put(data)
+        refs = {id(d): ray.put(d) for _, _, _, d in jobs}  # one copy of each asset's data in the object store
         results = ray.get(
             [
-                task.remote(plan.entry, config, data_ref, s, d, lg, plan.cpus_per_unit, plan.early_stop_on)
-                for s, d, lg in args
+                task.remote(plan.entry, config, refs[id(d)], s, ds, lg, plan.cpus_per_unit, plan.early_stop_on)
+                for (_, s, _, d), ds, lg in zip(jobs, dests, logs)
             ]
         )
     else:
         results = []
-        for s, d, lg in args:
-            hook = live.hook(keys[s])
-            results.append(_unit_job(plan.entry, config, data, s, d, lg, plan.cpus_per_unit, plan.early_stop_on, hook))
-            live.unit_done(keys[s])
+        for (a, s, _, d), ds, lg in zip(jobs, dests, logs):
+            hook = live.hook(key[a, s])
+            results.append(_unit_job(plan.entry, config, d, s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, hook))
+            live.unit_done(key[a, s])
     records = []
-    for (seed, group), result in zip(runs.items(), results):
+    for (asset, seed, group, _), result in zip(jobs, results):
         for s in group:
-            record = {"fold": fold.name, "seed": s, "unit": keys[s], **result}
+            record = {"fold": fold.name, "seed": s, "unit": key[asset, s], **result}
+            if asset is not None:
+                record["asset"] = asset
             if s != seed:
-                record.update(shared_from=keys[seed], train_seconds=0.0)
-            store.write_text(f"{units}/{keys[s]}/{RECORD}", store.dumps(record))
+                record.update(shared_from=key[asset, seed], train_seconds=0.0)
+            store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
             records.append(record)
     return records
 
@@ -254,21 +266,29 @@ def finished_units(trial_store: str) -> list[dict]:
     return store.read_json_files(f"{trial_store.rstrip('/')}/units", RECORD)
 
 
-def train(config: dict[str, Any], plan: Plan, frame: pd.DataFrame) -> None:
-    """Tune function trainable; bind `plan` and `frame` with tune.with_parameters."""
+def unit_id(record: dict) -> tuple[str | None, str, int]:
+    """(asset, fold, seed) of a unit record (asset None in a one-asset sweep)."""
+    return record.get("asset"), record["fold"], record["seed"]
+
+
+def train(config: dict[str, Any], plan: Plan, frames: dict[str | None, pd.DataFrame]) -> None:
+    """Tune function trainable; bind `plan` and `frames` (by asset; None for a one-asset sweep) with tune.with_parameters."""
     # Units already stored count as done even when Tune's own checkpoint lags behind them
     # (a driver killed between a unit's end and the next experiment snapshot).
     earlier = [*plan.prior.get(config_id(config), []), *_read_progress(tune.get_checkpoint())]
-    by_key = {(u["fold"], u["seed"]): u for u in [*earlier, *finished_units(_trial_store(plan))]}
+    by_key = {unit_id(u): u for u in [*earlier, *finished_units(_trial_store(plan))]}
     done = list(by_key.values())
-    first = (plan.folds[0].name, plan.seeds[0])
-    live = _Live(plan, None if first in by_key else unit_key(*first), plan.entry.adapter().planned_steps(config))
+    assets = plan.assets or (None,)
+    first = (assets[0], plan.folds[0].name, plan.seeds[0])
+    live = _Live(
+        plan, None if first in by_key else unit_key(*first[1:], first[0]), plan.entry.adapter().planned_steps(config)
+    )
     ran = False
     for index, fold in enumerate(plan.folds):
-        seeds = [s for s in plan.seeds if (fold.name, s) not in by_key]
-        if not seeds:
+        todo = [(a, s) for a in assets for s in plan.seeds if (a, fold.name, s) not in by_key]
+        if not todo:
             continue
-        done += _run_fold(config, plan, frame, fold, seeds, live)
+        done += _run_fold(config, plan, frames, fold, todo, live)
         _report(done, plan, fold.name, index, live)
         ran = True
     if not ran and done:  # everything was already stored: still give Tune this trial's result
