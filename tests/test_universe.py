@@ -52,8 +52,19 @@ def _universe_file(tmp_path, scale_c_from: str | None = None) -> str:
         (["--assets", "A,Z", "--data", "{file}"], "asset 'Z' not found in column 'asset'"),
         (["--assets", "A,E", "--data", "{file}"], "asset 'E', fold 'wf_1': train window has 0 rows"),
         (
-            ["--assets", "E,F", "--data", "{file}", "--drop-short-assets", "--window", "expanding", "--val-size", "5",
-             "--test-size", "5"],
+            [
+                "--assets",
+                "E,F",
+                "--data",
+                "{file}",
+                "--drop-short-assets",
+                "--window",
+                "expanding",
+                "--val-size",
+                "5",
+                "--test-size",
+                "5",
+            ],
             "every asset is too short",
         ),  # fmt: skip
     ],

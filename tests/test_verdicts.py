@@ -23,7 +23,8 @@ def _losses(factors: list[float], seed: int = 0) -> tuple[pd.DataFrame, pd.DataF
             half = N // 2  # two folds, concatenated in time
             for t in range(N):
                 fold = "f1" if t < half else "f2"
-                rows.append(("m", f"c{k}", split, fold, "2020" if t < half else "2021", t, 1, loss[t], naive[t]))
+                end = "2020" if t < half else "2021"
+                rows.append(("m", f"c{k}", split, "SPX", fold, end, t, 1, loss[t], naive[t], 1.0))
     ranked = pd.DataFrame({"model": "m", "config_id": [f"c{k}" for k in range(len(factors))], "status": "ok"})
     return pd.DataFrame(rows, columns=v.LOSS_COLUMNS), ranked
 
@@ -107,3 +108,43 @@ def test_other_horizons_are_left_out_and_named():
 def test_settings_out_of_range_are_named(settings, message):
     with pytest.raises(v.VerdictError, match=message):
         settings.check()
+
+
+def _asset_losses(factors: dict[str, float], scales: dict[str, float], n: int = 40) -> pd.DataFrame:
+    """Test-split losses of configuration c0 on each asset: factor × naive, in price units × scale."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for asset, factor in factors.items():
+        naive = (np.abs(rng.standard_t(5, n)) + 1) * scales[asset]
+        loss = naive * factor + rng.normal(0, 0.05, n) * scales[asset]
+        for t in range(n):
+            origin = pd.Timestamp("2020-01-01") + pd.Timedelta(days=t)
+            rows.append(
+                ("m", "c0", "test", asset, f"{asset}:f1", "20200301", origin, 1, loss[t], naive[t], scales[asset])
+            )
+    return pd.DataFrame(rows, columns=v.LOSS_COLUMNS)
+
+
+def test_assets_beating_naive_counts_each_asset_by_its_own_dm_test():
+    from analysis.universe import per_asset
+
+    losses = _asset_losses({"X": 0.5, "Y": 1.5}, {"X": 1.0, "Y": 1.0})
+    ranked = pd.DataFrame({"model": ["m"], "config_id": ["c0"], "status": ["ok"]})
+    runs = pd.DataFrame(
+        {"model": "m", "config_id": "c0", "asset": ["X", "Y"], "status": "complete", "val_rel_mae": [0.5, 1.5]}
+    )
+    row = per_asset(ranked, runs, losses, "val_rel_mae").iloc[0]
+    assert row["assets_beating_naive"] == "1/2" and row["assets_beating_naive_k"] == 1
+    assert row["worst_asset"] == "Y" and row["worst_asset_val_rel_mae"] == 1.5
+
+
+def test_universe_losses_are_scaled_per_unit_then_averaged_over_assets_per_date():
+    losses = _asset_losses({"X": 0.5, "Y": 1.5}, {"X": 2.0, "Y": 400.0})
+    series = v.over_assets(losses, [("m", "c0")])
+    assert len(series) == 40 and set(series["asset"]) == {"(universe)"}
+    day = losses["origin"].iloc[7]
+    at = losses[losses["origin"] == day]
+    expected = (at["loss"] / at["mase_scale"]).mean()  # by hand: each asset in units of its own scale
+    assert series.loc[series["origin"] == day, "loss"].item() == pytest.approx(expected)
+    # Y's price level (200× X's) does not make it weigh 200× more: both halves count the same.
+    assert series["naive_loss"].mean() == pytest.approx((losses["naive_loss"] / losses["mase_scale"]).mean())
