@@ -100,3 +100,13 @@ def test_features_use_no_future_rows():
     after, _ = add_features(changed, "BASELINE_FEATURES")
     assert names == FEATURE_SETS["BASELINE_FEATURES"]
     np.testing.assert_allclose(base.loc[:39, list(names)], after.loc[:39, list(names)])
+
+
+def test_a_close_only_file_takes_open_high_low_from_close_and_volume_zero(tmp_path):
+    prices = synthetic_prices(50)[["timestamp", "close"]]
+    prices.to_csv(tmp_path / "close.csv", index=False)
+    got = load_prices(str(tmp_path / "close.csv"), None)
+    np.testing.assert_allclose(got["close"].to_numpy(), prices["close"].to_numpy(), rtol=1e-12)
+    for name in ("open", "high", "low"):
+        np.testing.assert_array_equal(got[name].to_numpy(), got["close"].to_numpy())
+    assert (got["volume"] == 0).all()

@@ -150,12 +150,15 @@ def _standardise(raw: pd.DataFrame, path: str, columns: Columns) -> pd.DataFrame
     if columns.close not in raw.columns:
         raise DataError(f"target column {columns.close!r} missing from {path!r}")
     out = pd.DataFrame({"timestamp": _parse_time(raw[columns.timestamp], path, columns.timestamp)})
+    close = _numeric(raw[columns.close], path, columns.close)  # first: the other prices fall back to it
     for name in PRICE_COLUMNS:
         source = wanted[name]
-        if source in raw.columns:
+        if name == "close":
+            out[name] = close
+        elif source in raw.columns:
             out[name] = _numeric(raw[source], path, source)
         else:
-            out[name] = out["close"] if name != "volume" else 0.0
+            out[name] = close if name != "volume" else 0.0
     return out
 
 
