@@ -65,7 +65,7 @@ def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict
         "units_compared": int(row["units_compared"]),
         "checkpoint": pick["checkpoint"],
         "checkpoint_unit": {
-            **({"asset": pick["asset"]} if units["asset"].nunique() > 1 else {}),
+            **({"asset": pick["asset"], "fit": pick.get("fit")} if units["asset"].nunique() > 1 else {}),
             "fold": pick["fold"],
             "seed": int(pick["seed"]),
             "metrics": {c: pick[c] for c in metric_columns(units) if pd.notna(pick[c])},

@@ -54,7 +54,8 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     tables = []
     for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
         frame, features = data_of[u["asset"]]
-        data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]))
+        series = u["asset"] if sweep.spec.get("fit") == "global" else None  # a global model knows its assets
+        data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]), asset=series)
         model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
         _, table = score(data, model, "test", mase_scale(data))
         tables.append(table.assign(config_id=u["config_id"], asset=u["asset"], fold=u["fold"], seed=u["seed"]))

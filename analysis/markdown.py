@@ -181,6 +181,12 @@ def _drift(t: SweepTables) -> list[str]:
     return [head, "", table(by, cols, 3), "", "Calendar features shift between windows by construction."]
 
 
+def _model_note(unit: dict) -> str:
+    if unit.get("fit") == "global":
+        return " (one global model for every asset of the universe)"
+    return " (a model per asset: every unit's is under `unit_models` in best_model.json)" if unit.get("asset") else ""
+
+
 def _where(unit: dict) -> str:
     asset = f"asset {unit['asset']}, " if unit.get("asset") else ""
     return f"{asset}fold {unit['fold']}, seed {unit['seed']}"

@@ -212,7 +212,8 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
             "unit": [r["unit"] for _, r in done],
             "status": "complete",
             "train_seconds": [float(r.get("train_seconds", np.nan)) for _, r in done],
-            "checkpoint": [files.join(path_of[t], "units", r["unit"], "model") for t, r in done],
+            # A global fit's model is stored once, in its first asset's unit ("model_in").
+            "checkpoint": [files.join(path_of[t], "units", r.get("model_in") or r["unit"], "model") for t, r in done],
             # A seed-free unit's run, recorded for another seed too (the same forecasts).
             "shared_from": [r.get("shared_from") for _, r in done],
             # The split that chose the unit's weights / epoch: val, train-tail or none (zero-shot).
@@ -288,6 +289,7 @@ def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = Non
     out["error"] = np.where(out["status"] == "complete", "", unit_error.fillna(out["error"]))
     out["checkpoint"] = out["checkpoint"].astype(object).where(out["checkpoint"].notna(), None)  # as parquet reads it
     out["model"], out["sweep"], out["sweep_mode"] = sweep.model, sweep.name, sweep.mode
+    out["fit"] = sweep.spec.get("fit", "per-asset") if sweep.assets else ""  # a universe's fit
     out["source"], out["sweep_path"] = "tune", sweep.path
     out["git_sha"], out["started"] = sweep.meta.get("git_sha"), sweep.meta.get("started")
     params = pd.DataFrame([json.loads(c) for c in trials["config"]], index=trials["trial_id"]).add_prefix("config/")

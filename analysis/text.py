@@ -49,6 +49,8 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
 
 def _unit_words(unit: dict) -> str:
     """Which unit's model the checkpoint is, and why that one."""
+    if unit.get("fit") == "global":  # one model of every asset per (fold, seed)
+        return f"fold {unit['fold']}, seed {unit['seed']}: newest fold, best seed; one global model for every asset"
     if unit.get("asset"):  # a universe fits one model per asset: every asset's is in unit_models
         return f"asset {unit['asset']}, fold {unit['fold']}, seed {unit['seed']}: newest fold, best unit; per asset: unit_models"
     return f"fold {unit['fold']}, seed {unit['seed']}: newest fold, best seed"

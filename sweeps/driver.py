@@ -99,6 +99,9 @@ def prepare(spec: SweepSpec) -> Prepared:
     entry = registry.get(spec.model)
     _check_storage(spec.storage)
     _check_address(spec.address)
+    if spec.fit == "global" and not entry.global_fit:
+        models = ", ".join(name for name, e in registry.MODELS.items() if e.global_fit)
+        raise SpecError(f"--fit global is not built for {spec.model} yet (only {models}): use --fit per-asset")
     if importlib.util.find_spec(entry.package) is None:
         raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
     frames, features = _frames(spec)
@@ -318,6 +321,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         metric=spec.metric,
         early_stop_on=spec.early_stop_on,
         assets=prepared.assets,
+        fit=spec.fit,
         parallel_units=spec.parallel_units,
         unit_steps=prepared.unit_steps,
         cpus_per_unit=spec.cpus_per_trial,
@@ -442,7 +446,15 @@ def _new_tuner(
         where = f"{spec.storage.rstrip('/')}/{spec.name}"
         print(
             header(
-                spec.model, spec.mode, n, folds, seeds, f"{per_trial} per trial, {concurrent} at once", where, assets
+                spec.model,
+                spec.mode,
+                n,
+                folds,
+                seeds,
+                f"{per_trial} per trial, {concurrent} at once",
+                where,
+                assets,
+                spec.fit,
             )
         )
         callbacks.append(Progress(n, folds * seeds * max(assets, 1), spec.metric, plan.experiment_path))

@@ -44,14 +44,15 @@ ONLY = "only replica_seeds, walk_forward.folds, param_ranges values and assets m
 def check(meta: dict, spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, ...] = ()) -> None:
     """SpecError naming the first field where `spec` does more than add to the stored sweep
     (`assets`: the universe's assets resolved now)."""
-    old, new = meta["spec"], spec.to_json()
+    # SweepSpec's defaults under the stored spec: a field added since the sweep started (`fit`) compares at its default.
+    old, new = {**SweepSpec(model=spec.model).to_json(), **meta["spec"]}, spec.to_json()
     for key in sorted(set(old) | set(new)):
         if key not in RUNTIME | GROWABLE:
             _same(old.get(key), new.get(key), key)
     _seeds(old["seeds"], list(spec.seeds))
     _ranges(old.get("param_ranges") or {}, spec.param_ranges)
     _folds(meta["folds"], [f.as_dict() for f in folds])
-    _assets(meta.get("assets") or [], list(assets))
+    _assets(meta.get("assets") or [], list(assets), old.get("fit", "per-asset"))
     if None not in (old.get("max_runs"), spec.max_runs) and spec.max_runs < old["max_runs"]:
         raise SpecError(f"--merge: max_runs is {old['max_runs']} in the sweep, {spec.max_runs} now (it may only grow)")
 
@@ -86,9 +87,9 @@ def _ranges(old: dict[str, list], new: dict[str, list]) -> None:
         raise SpecError(f"--merge: param_ranges.{added[0]} is a new parameter ({ONLY}, not new parameters)")
 
 
-def _assets(old: list[str], new: list[str]) -> None:
-    # Per-asset units are independent: a new asset only adds units. (A global fit, once built,
-    # trains every model on every asset: adding one would change them all.)
+def _assets(old: list[str], new: list[str], fit: str) -> None:
+    # Per-asset units are independent: a new asset only adds units. A global fit trains every
+    # model on every asset: adding one would change all the models, so the stored units with them.
     if bool(old) != bool(new):
         raise SpecError(
             "--merge: a one-asset sweep and a universe (--assets) are different sweeps: sweep it under another --name"
@@ -96,6 +97,12 @@ def _assets(old: list[str], new: list[str]) -> None:
     gone = [a for a in old if a not in new]
     if gone:
         raise SpecError(f"--merge: assets: {gone[0]!r} is in the sweep but not in {new} ({ONLY})")
+    added = [a for a in new if a not in old]
+    if added and fit == "global":
+        raise SpecError(
+            f"--merge: cannot add asset {added[0]!r} to a --fit global sweep: every model was trained on all its "
+            "assets, so a new one changes them all (sweep the larger universe under another --name)"
+        )
 
 
 def _folds(old: list[dict], new: list[dict]) -> None:

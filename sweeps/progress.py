@@ -40,7 +40,15 @@ def clock(seconds: float) -> str:
 
 
 def header(
-    model: str, mode: str, configs: int | str, folds: int, seeds: int, resources: str, where: str, assets: int = 0
+    model: str,
+    mode: str,
+    configs: int | str,
+    folds: int,
+    seeds: int,
+    resources: str,
+    where: str,
+    assets: int = 0,
+    fit: str = "",
 ) -> str:
     per = folds * seeds * max(assets, 1)
     axes = f"{assets} assets × " if assets else ""
@@ -52,6 +60,7 @@ def header(
     return (
         f"Sweep {model} · mode {mode} · {configs} configurations × {axes}{folds} folds × {seeds} seeds = {units} units\n"
         f"  {resources} · results: {where}"
+        + ("\n  fit global: one model per (fold, seed) on every asset, scored on each" if fit == "global" else "")
     )
 
 

@@ -30,9 +30,9 @@ FILE_KEYS = {
     "notes",
 }
 DEFAULT_SEEDS = (7, 11, 13, 42, 123, 2024, 31337, 5, 17, 19)
-# How a universe is fitted: one model per (asset, fold, seed). ("global", one model per (fold,
-# seed) trained on every asset, is not built yet.)
-FITS = ("per-asset",)
+# How a universe is fitted: one model per (asset, fold, seed), or one per (fold, seed) trained on
+# every asset's training window together (models whose registry entry has global_fit).
+FITS = ("per-asset", "global")
 
 
 class SpecError(ValueError):
@@ -274,6 +274,8 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
         )
     if spec.fit not in FITS:
         raise SpecError(f"--fit {spec.fit!r} is not one of {', '.join(FITS)}")
+    if spec.fit == "global" and spec.assets is None:
+        raise SpecError("--fit global fits one model on a universe: give --assets")
     if spec.drop_short_assets and spec.assets is None:
         raise SpecError("--drop-short-assets applies to a universe (--assets)")
     if spec.features not in FEATURE_SETS:

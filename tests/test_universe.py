@@ -233,3 +233,71 @@ def test_synthetic_universe_calendars_drop_leakage_and_merge(ray_session, tmp_pa
 
     # Removing an asset is not a merge.
     assert main("tft", [*base, "--name", "s", "--assets", "A,B", "--merge"]) == 2
+
+
+def test_global_fit_one_model_per_fold_seed_scored_per_asset(ray_session, tmp_path, tiny_config):  # noqa: ARG001
+    from analysis.results import Results, load_model
+    from trainables.adapter import UnitData
+    from trainables.data import load_universe
+    from trainables.folds import Fold, windows
+
+    path = _universe_file(tmp_path)
+    out = tmp_path / "results"
+    base = sweep_args(out, tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--data", path, "--fit", "global")
+    assert main("tft", [*base, "--name", "g", "--assets", "A,B,C"]) == 0
+    units = _units(out / "g")
+    assert sorted(units) == ["A__wf_1__seed7", "B__wf_1__seed7", "C__wf_1__seed7"]
+    models = glob.glob(str(out / "g" / "trial_*" / "units" / "*" / "model"))
+    assert [os.path.basename(os.path.dirname(m)) for m in models] == ["A__wf_1__seed7"]  # one model, stored once
+    records = {os.path.basename(os.path.dirname(p)): json.loads(open(p).read())
+               for p in glob.glob(str(out / "g" / "trial_*" / "units" / "*" / "record.json"))}  # fmt: skip
+    assert {r["model_in"] for r in records.values()} == {"A__wf_1__seed7"}
+    assert records["B__wf_1__seed7"]["train_seconds"] == 0.0 < records["A__wf_1__seed7"]["train_seconds"]
+
+    # The one model forecasts each asset from that asset's own rows: loaded back, it reproduces
+    # every asset's stored test forecasts.
+    meta = json.loads((out / "g" / "sweep.json").read_text())
+    frames = load_universe(path, ("A", "B", "C"))
+    model = load_model(Results(str(out)).best("val_pct_mae"))
+    fold = Fold(**meta["folds"][0])
+    for asset, frame in frames.items():
+        from trainables.features import add_features
+
+        frame, feats = add_features(frame, "NONE")
+        data = UnitData(frame, feats, *windows(fold, frame["timestamp"]), asset=asset)
+        stored = units[f"{asset}__wf_1__seed7"].query("split == 'test' and step == 1").sort_values("origin")
+        rows = frame.index[frame["timestamp"].isin(stored["origin"])].to_numpy()
+        np.testing.assert_allclose(model.predict(data, rows)[:, 0], stored["y_pred"].to_numpy(), rtol=1e-5)
+    assert not np.allclose(units["A__wf_1__seed7"]["y_pred"].mean(), units["C__wf_1__seed7"]["y_pred"].mean())
+
+    # Leakage: C tripled from a day inside the test window changes no forecast at an earlier origin.
+    test_days = sorted(units["A__wf_1__seed7"].query("split == 'test'")["origin"])
+    cut = test_days[len(test_days) // 2]
+    changed = _universe_file(tmp_path, scale_c_from=str(cut.date()))
+    args = sweep_args(
+        out, tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--data", changed, "--fit", "global"
+    )
+    assert main("tft", [*args, "--name", "g_leak", "--assets", "A,B,C"]) == 0
+    again = _units(out / "g_leak")
+    for key, table in units.items():
+        before = table.query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
+        after = again[key].query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
+        np.testing.assert_allclose(after, before, rtol=1e-6)
+
+    # Adding an asset would change the one model of every (fold, seed): refused, nothing written.
+    before = sorted(glob.glob(str(out / "g" / "**"), recursive=True))
+    assert main("tft", [*base, "--name", "g", "--assets", "A,B,C,D", "--merge"]) == 2
+    assert sorted(glob.glob(str(out / "g" / "**"), recursive=True)) == before
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "words"),
+    [
+        ("toto", ["--assets", "SPX,NDX", "--fit", "global"], "--fit global is not built for toto yet"),
+        ("tft", ["--fit", "global"], "--fit global fits one model on a universe: give --assets"),
+    ],
+)
+def test_global_fit_refused_at_the_door(tmp_path, capsys, model, args, words):
+    assert main(model, ["--storage", str(tmp_path / "r"), *args]) == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -33,6 +33,7 @@ class UnitData:
 
     `frame` is one asset's rows sorted by time with the columns `timestamp, open, high, low,
     close, volume` plus the feature columns named in `features`. Row i of `frame` is day i.
+    `asset` names the series for a model fitted on several (`fit_many`); None otherwise.
     """
 
     frame: pd.DataFrame
@@ -41,6 +42,7 @@ class UnitData:
     val: Window
     test: Window
     target: str = "close"
+    asset: str | None = None
 
 
 class TrainingDiverged(RuntimeError):
@@ -101,6 +103,12 @@ class Adapter(ABC):
         Returns small training facts (e.g. epochs run, final losses) for the unit's record,
         including `checkpoint_chosen_on`: the split that chose the weights or epoch ("val", "none").
         """
+
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, float | str]:
+        """`fit` on every asset's training window together (`--fit global`): one model for the
+        universe, then `predict` on each asset's data. Only models whose registry entry says
+        `global_fit` implement it; the sweep refuses --fit global for the others at the door."""
+        raise NotImplementedError(f"{self.name}: no global fit (registry global_fit=False)")
 
     @abstractmethod
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:

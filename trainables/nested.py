@@ -33,7 +33,7 @@ from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
 from trainables.ids import config_id, unit_key
 from trainables.metrics import mode_of
-from trainables.unit import run_unit
+from trainables.unit import run_global_unit, run_unit
 
 PROGRESS = "progress.json"
 RECORD = "record.json"
@@ -54,7 +54,8 @@ class Plan:
     folds: tuple[Fold, ...]
     seeds: tuple[int, ...]
     features: tuple[str, ...]
-    assets: tuple[str, ...] = ()  # a universe's assets, fitted one model per unit; () for one asset
+    assets: tuple[str, ...] = ()  # a universe's assets; () for one asset
+    fit: str = "per-asset"  # a universe: a model per (asset, fold, seed), or "global": per (fold, seed)
     metric: str = "val_pct_mae"
     early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
     parallel_units: int = 1
@@ -196,6 +197,31 @@ def _unit_job(
     return {**record, **where}
 
 
+def _global_job(
+    entry: registry.ModelEntry,
+    config: dict,
+    datas: dict[str, UnitData],
+    seed: int,
+    dests: dict[str, str],
+    log_dir: str | None,
+    cpus: float,
+    early_stop_on: str = "val",
+    on_validation: Callable[[int, float], None] | None = None,
+) -> dict[str, dict]:
+    """One model on every asset of a fold (`--fit global`), each asset's files stored at its `dests`
+    entry; the caller writes the records. Runs in the trial process or as a Ray task."""
+    _set_threads(cpus)
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = {a: os.path.join(tmp, a) for a in datas}
+        records = run_global_unit(
+            entry.adapter(), config, datas, seed, outs, log_dir, _device(), early_stop_on, on_validation
+        )
+        for asset, out in outs.items():
+            store.put_dir(out, dests[asset])
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
+    return {a: {**r, **where} for a, r in records.items()}
+
+
 def _peak_rss_mb() -> float:
     """Peak resident memory of this process so far (the trial's, or the unit task's)."""
     import resource
@@ -261,6 +287,40 @@ def _run_fold(
     return records
 
 
+def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
+    """Run the (fold, seed) global units of `seeds`: per seed one model on every asset, a record per asset."""
+    units = f"{_trial_store(plan)}/units"
+    datas = {
+        a: UnitData(frames[a], plan.features, *windows(fold, frames[a]["timestamp"]), asset=a) for a in plan.assets
+    }
+    key = {(a, s): unit_key(fold.name, s, a) for a in plan.assets for s in seeds}
+    first = plan.assets[0]
+    dests = {s: {a: f"{units}/{key[a, s]}" for a in plan.assets} for s in seeds}
+    logs = {s: _log_dir(plan, key[first, s]) for s in seeds}
+    if plan.parallel_units > 1:
+        task = ray.remote(_global_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
+        ref = ray.put(datas)
+        args = (plan.cpus_per_unit, plan.early_stop_on)
+        results = ray.get([task.remote(plan.entry, config, ref, s, dests[s], logs[s], *args) for s in seeds])
+    else:
+        results = []
+        for s in seeds:
+            hook = live.hook(key[first, s])
+            job = _global_job(
+                plan.entry, config, datas, s, dests[s], logs[s], plan.cpus_per_unit, plan.early_stop_on, hook
+            )
+            results.append(job)
+            live.unit_done(key[first, s])
+    records = []
+    for s, by_asset in zip(seeds, results):
+        for asset, result in by_asset.items():
+            record = {"fold": fold.name, "seed": s, "unit": key[asset, s], "asset": asset, **result}
+            record["model_in"] = key[result["model_in"], s]  # the unit directory holding the model
+            store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
+            records.append(record)
+    return records
+
+
 def finished_units(trial_store: str) -> list[dict]:
     """Records of the units of a trial that completed (their record.json exists)."""
     return store.read_json_files(f"{trial_store.rstrip('/')}/units", RECORD)
@@ -288,7 +348,12 @@ def train(config: dict[str, Any], plan: Plan, frames: dict[str | None, pd.DataFr
         todo = [(a, s) for a in assets for s in plan.seeds if (a, fold.name, s) not in by_key]
         if not todo:
             continue
-        done += _run_fold(config, plan, frames, fold, todo, live)
+        if plan.fit == "global":  # a seed missing any asset's unit retrains its one model on all of them
+            seeds = list(dict.fromkeys(s for _, s in todo))
+            done = [u for u in done if (u["fold"], u["seed"]) not in {(fold.name, s) for s in seeds}]
+            done += _run_global_fold(config, plan, frames, fold, seeds, live)
+        else:
+            done += _run_fold(config, plan, frames, fold, todo, live)
         _report(done, plan, fold.name, index, live)
         ran = True
     if not ran and done:  # everything was already stored: still give Tune this trial's result

@@ -35,6 +35,7 @@ class ModelEntry:
     # ("" = the model directory itself); empty for a model trained from scratch only.
     weight_keys: dict[str, str] = field(default_factory=dict)
     steps_key: str | None = None  # hyperparameter holding the number of fine-tuning steps
+    global_fit: bool = False  # the adapter implements fit_many (--fit global: one model for a universe)
 
     def adapter(self) -> type[Adapter]:
         module, cls = self.adapter_path.split(":")
@@ -55,6 +56,7 @@ MODELS: dict[str, ModelEntry] = {
         "max_prediction_length",
         distributions=("pytorch-forecasting", "lightning"),
         curve_tags=("train_loss_epoch", "val_loss"),
+        global_fit=True,
     ),
     "toto": ModelEntry(
         "toto",

@@ -55,11 +55,12 @@ def _quiet() -> None:
 
 
 def _long_frame(data: UnitData, stop: int) -> pd.DataFrame:
-    """Rows [0, stop) in pytorch-forecasting's long format: time_idx = row number."""
+    """Rows [0, stop) in pytorch-forecasting's long format: time_idx = row number, the series id
+    the asset for a model of several (`fit_many`), else "0"."""
     cols = ["timestamp", data.target, *data.features]
     frame = data.frame.iloc[:stop][cols].copy()
     frame["time_idx"] = np.arange(len(frame))
-    frame[_GROUP] = "0"
+    frame[_GROUP] = data.asset or "0"
     return frame
 
 
@@ -84,12 +85,16 @@ class TFTAdapter(Adapter):
     def horizon(config: dict[str, Any]) -> int:
         return int(config["max_prediction_length"])
 
-    def _dataset(self, data: UnitData):
+    def _dataset(self, data: UnitData, train: pd.DataFrame | None = None):
+        """The training TimeSeriesDataSet of `data`'s training window; `train`: the long frame of
+        several assets' training windows instead (a global fit), the asset then a static categorical."""
         from pytorch_forecasting import TimeSeriesDataSet
         from pytorch_forecasting.data import EncoderNormalizer
 
         c = self.config
-        train = _long_frame(data, data.train.stop).iloc[data.train.start :]
+        many = train is not None
+        if train is None:
+            train = _long_frame(data, data.train.stop).iloc[data.train.start :]
         known = [f for f in data.features if f in KNOWN_AHEAD]
         unknown = [data.target, *[f for f in data.features if f not in KNOWN_AHEAD]]
         # EncoderNormalizer scales the target by each window's own encoder: no statistic sees
@@ -103,6 +108,9 @@ class TFTAdapter(Adapter):
             min_encoder_length=int(c["max_encoder_length"]),
             max_prediction_length=int(c["max_prediction_length"]),
             min_prediction_length=int(c["max_prediction_length"]),
+            # Several series: each one's id is a static input, as in pytorch-forecasting's
+            # multi-series examples (group ids are not model inputs by themselves).
+            static_categoricals=[_GROUP] if many else [],
             time_varying_known_reals=["time_idx", *known],
             time_varying_unknown_reals=unknown,
             target_normalizer=EncoderNormalizer(),
@@ -111,15 +119,41 @@ class TFTAdapter(Adapter):
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
         import lightning.pytorch as pl
+
+        _quiet()
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        train_ds, val_ds, train_items, val_items = self._datasets(data)
+        return self._train(train_ds, val_ds, train_items, val_items, log_dir)
+
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, float | str]:
+        """One TFT on every asset's training window (series id = the asset), early-stopped on the
+        val windows of all of them; `predict` then takes one asset's data (its `asset` set)."""
+        import lightning.pytorch as pl
+        from pytorch_forecasting import TimeSeriesDataSet
+        from torch.utils.data import ConcatDataset
+
+        _quiet()
+        pl.seed_everything(self.seed, workers=True, verbose=False)
+        parts = [_long_frame(d, d.train.stop).iloc[d.train.start :] for d in datas.values()]
+        # Each asset keeps its own row numbers as time_idx: no calendar filling, no missing rows invented.
+        train_ds = self._dataset(next(iter(datas.values())), pd.concat(parts, ignore_index=True))
+        val = [
+            TimeSeriesDataSet.from_dataset(train_ds, _long_frame(d, d.val.stop), min_prediction_idx=d.val.start,
+                                           stop_randomization=True)
+            for d in datas.values()
+        ]  # fmt: skip
+        return self._train(train_ds, train_ds, train_ds, ConcatDataset(val), log_dir)
+
+    def _train(self, train_ds, val_ds, train_items, val_items, log_dir: str | None) -> dict[str, float | str]:
+        """Lightning's fit of a TFT built from `train_ds` on these samples (`*_items`: the datasets
+        or their samples kept in memory; batches collated by `train_ds`)."""
+        import lightning.pytorch as pl
         from lightning.pytorch.callbacks import EarlyStopping
         from lightning.pytorch.loggers import TensorBoardLogger
         from pytorch_forecasting import TemporalFusionTransformer
         from pytorch_forecasting.metrics import QuantileLoss
 
-        _quiet()
         c = self.config
-        pl.seed_everything(self.seed, workers=True, verbose=False)
-        train_ds, val_ds, train_items, val_items = self._datasets(data)
         batch = int(c["batch_size"])
         train_dl = _loader(train_ds, train_items, train=True, batch_size=batch)
         val_dl = _loader(val_ds, val_items, train=False, batch_size=batch * 4)

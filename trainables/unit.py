@@ -89,6 +89,19 @@ def table_metrics(table: pd.DataFrame, scale: float | None) -> dict[str, float]:
     return out
 
 
+def evaluate_into(adapter: Adapter, data: UnitData, out_dir: str) -> tuple[dict[str, float], float]:
+    """Score a fitted adapter on val and test; write the forecasts to `out_dir`/predictions.parquet.
+    Returns the metrics and the MASE scale (the training window's naive MAE)."""
+    metrics, tables, scale = {}, [], mase_scale(data)
+    for split in ("val", "test"):
+        m, t = score(data, adapter, split, scale)
+        metrics.update(m)
+        tables.append(t)
+    os.makedirs(out_dir, exist_ok=True)
+    pd.concat(tables, ignore_index=True).to_parquet(os.path.join(out_dir, "predictions.parquet"), index=False)
+    return metrics, scale
+
+
 def run_unit(
     adapter_cls: type[Adapter],
     config: dict[str, Any],
@@ -111,13 +124,7 @@ def run_unit(
     if info.get("checkpoint_chosen_on") == "val":
         info["checkpoint_chosen_on"] = early_stop_on  # the split the adapter saw as val
     train_seconds = time.perf_counter() - start
-    metrics, tables, scale = {}, [], mase_scale(data)
-    for split in ("val", "test"):
-        m, t = score(data, adapter, split, scale)
-        metrics.update(m)
-        tables.append(t)
-    os.makedirs(out_dir, exist_ok=True)
-    pd.concat(tables, ignore_index=True).to_parquet(os.path.join(out_dir, "predictions.parquet"), index=False)
+    metrics, scale = evaluate_into(adapter, data, out_dir)
     adapter.save(os.path.join(out_dir, "model"))
     return {
         "metrics": metrics,
@@ -126,3 +133,41 @@ def run_unit(
         "train_seconds": train_seconds,
         "info": info,
     }
+
+
+def run_global_unit(
+    adapter_cls: type[Adapter],
+    config: dict[str, Any],
+    datas: dict[str, UnitData],
+    seed: int,
+    out_dirs: dict[str, str],
+    log_dir: str | None,
+    device: str = "cpu",
+    early_stop_on: str = "val",
+    on_validation: Callable[[int, float], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """One model fitted on every asset's training window (`Adapter.fit_many`), then evaluated on
+    each asset as `run_unit` does: predictions.parquet into each asset's `out_dirs` entry, the
+    model once, into the first asset's. Returns each asset's record (`model_in`: the asset whose
+    directory holds the model; the fit's seconds on the first asset's record, 0 on the others)."""
+    start = time.perf_counter()
+    adapter = adapter_cls(config, seed, device)
+    adapter.on_validation = on_validation
+    info = dict(adapter.fit_many({a: fit_data(d, early_stop_on) for a, d in datas.items()}, log_dir))
+    if info.get("checkpoint_chosen_on") == "val":
+        info["checkpoint_chosen_on"] = early_stop_on
+    train_seconds = time.perf_counter() - start
+    first = next(iter(datas))
+    records = {}
+    for asset, data in datas.items():
+        metrics, scale = evaluate_into(adapter, data, out_dirs[asset])
+        records[asset] = {
+            "metrics": metrics,
+            "metrics_version": METRICS_VERSION,
+            "mase_scale": scale,
+            "train_seconds": train_seconds if asset == first else 0.0,
+            "model_in": first,
+            "info": info,
+        }
+    adapter.save(os.path.join(out_dirs[first], "model"))
+    return records
