@@ -2,11 +2,12 @@
 
 Each size is one whole process (Ray start-up, trials, report) over a synthetic universe (one
 parquet file, a random walk per asset, business days): 2 configurations of a tiny TFT × N assets
-× 2 folds × 1 seed, per-asset fit (the one fit built so far; `--fit global` is not). Prints, per
-size, the wall, seconds per (asset, unit) = wall / (configurations × assets × folds), the
-driver's peak resident memory and the trial processes' largest peak (the frames of every asset go
-to the trials once, through the object store, with tune.with_parameters), alternating the order
-of the sizes between rounds. The last line: `growth=<50-asset wall / (50 × 1-asset wall)>`.
+× 2 folds × 1 seed, in both fits (`--fit per-asset`: a model per (asset, fold, seed); `--fit
+global`: one per (fold, seed) on every asset). Prints, per fit and size, the wall, seconds per
+(asset, unit) = wall / (configurations × assets × folds), the driver's peak resident memory and
+the trial processes' largest peak (the frames of every asset go to the trials once, through the
+object store, with tune.with_parameters), alternating the order between rounds. The last line:
+`growth_per_asset=… growth_global=…`, each the 50-asset wall / (50 × the 1-asset wall).
 
     python bench/universe.py [--rounds 1] [--rows 600]
 """
@@ -29,6 +30,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 10, 50)
+FITS = ("per-asset", "global")
 CONFIGS, FOLDS = 2, 2
 # What sweeps/tft.py runs, then this process's peak memory (the entry script skips atexit on exit).
 WRAPPER = """
@@ -56,7 +58,7 @@ def universe(path: str, assets: int, rows: int) -> None:
     frame.to_parquet(path)
 
 
-def run(assets: int, rows: int, tmp: str) -> tuple[float, float, float]:
+def run(assets: int, fit: str, rows: int, tmp: str) -> tuple[float, float, float]:
     """(wall seconds, driver peak MB, largest trial peak MB) of one sweep over `assets` assets."""
     data = os.path.join(tmp, f"u{assets}.parquet")
     universe(data, assets, rows)
@@ -67,7 +69,7 @@ def run(assets: int, rows: int, tmp: str) -> tuple[float, float, float]:
         json.dump({"training_config": tiny, "param_ranges": {"learning_rate": [1e-3, 3e-3][:CONFIGS]}}, f)
     args = ["--config", config, "--mode", "grid", "--folds", str(FOLDS), "--seeds", "1", "--gpus-per-trial", "0",
             "--data", data, "--assets", "all", "--features", "NONE", "--window", "rolling", "--train-size", "200",
-            "--val-size", "40", "--test-size", "40", "--storage", os.path.join(tmp, "r"), "--name", f"u{assets}",
+            "--val-size", "40", "--test-size", "40", "--storage", os.path.join(tmp, "r"), "--name", f"u{assets}", "--fit", fit,
             "--overwrite"]  # fmt: skip
     log = os.path.join(tmp, f"u{assets}.log")
     with open(log, "w") as f:  # a file, not a pipe: Ray's processes would hold a pipe open
@@ -92,25 +94,28 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="rounds; even rounds run the sizes in reverse order")
     p.add_argument("--rows", type=int, default=600, help="business days per asset")
     a = p.parse_args()
-    walls: dict[int, list[float]] = {n: [] for n in SIZES}
-    peaks: dict[int, list[tuple[float, float]]] = {n: [] for n in SIZES}
+    runs = [(fit, n) for fit in FITS for n in SIZES]
+    walls: dict[tuple, list[float]] = {k: [] for k in runs}
+    peaks: dict[tuple, list[tuple[float, float]]] = {k: [] for k in runs}
     with tempfile.TemporaryDirectory(prefix="universe_") as tmp:
         for r in range(a.rounds):
-            for n in SIZES if r % 2 == 0 else reversed(SIZES):
-                wall, driver, trial = run(n, a.rows, tmp)
-                walls[n].append(wall)
-                peaks[n].append((driver, trial))
+            for fit, n in runs if r % 2 == 0 else reversed(runs):
+                wall, driver, trial = run(n, fit, a.rows, tmp)
+                walls[fit, n].append(wall)
+                peaks[fit, n].append((driver, trial))
                 units = CONFIGS * n * FOLDS
-                print(f"round {r + 1}  {n:>3} assets  {units:>4} units  wall {wall:7.1f} s  {wall / units:6.2f} s/unit  "
-                      f"driver peak {driver:6.0f} MB  trial peak {trial:6.0f} MB", flush=True)  # fmt: skip
-    wall = {n: statistics.median(v) for n, v in walls.items()}
-    for n in SIZES:
-        driver = statistics.median(d for d, _ in peaks[n])
-        trial = statistics.median(t for _, t in peaks[n])
-        per = wall[n] / (CONFIGS * n * FOLDS)
-        print(f"{n:>3} assets: {per:.2f} s per (asset, unit), driver peak {driver:.0f} MB, trial peak {trial:.0f} MB")
-    print("fit global: not built yet (issue 11), not measured")
-    print(f"growth={wall[50] / (50 * wall[1]):.2f}")
+                print(f"round {r + 1}  {fit:<9} {n:>3} assets  {units:>4} units  wall {wall:7.1f} s  "
+                      f"{wall / units:6.2f} s/unit  driver peak {driver:6.0f} MB  trial peak {trial:6.0f} MB", flush=True)  # fmt: skip
+    wall = {k: statistics.median(v) for k, v in walls.items()}
+    for fit, n in runs:
+        driver = statistics.median(d for d, _ in peaks[fit, n])
+        trial = statistics.median(t for _, t in peaks[fit, n])
+        per = wall[fit, n] / (CONFIGS * n * FOLDS)
+        print(
+            f"{fit:<9} {n:>3} assets: {per:.2f} s per (asset, unit), driver peak {driver:.0f} MB, trial peak {trial:.0f} MB"
+        )
+    growth = {fit: wall[fit, SIZES[-1]] / (SIZES[-1] * wall[fit, SIZES[0]]) for fit in FITS}
+    print(" ".join(f"growth_{fit.replace('-', '_')}={g:.2f}" for fit, g in growth.items()))
 
 
 if __name__ == "__main__":

@@ -74,7 +74,13 @@ def parser(model: str) -> argparse.ArgumentParser:
         help="a universe: A,B,... (embedded SPX,NDX,WTI,VIX) or all (every asset of --data); each configuration "
         "is judged on every (asset, fold, seed)",
     )
-    d.add_argument("--fit", choices=FITS, default=None, help="per-asset: one model per (asset, fold, seed) (default)")
+    d.add_argument(
+        "--fit",
+        choices=FITS,
+        default=None,
+        help="a universe: per-asset, one model per (asset, fold, seed) (default); global, one model per "
+        f"(fold, seed) trained on every asset together ({', '.join(n for n, e in registry.MODELS.items() if e.global_fit)})",
+    )
     d.add_argument(
         "--drop-short-assets",
         action="store_true",

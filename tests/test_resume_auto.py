@@ -222,8 +222,11 @@ def test_killed_twice_the_same_command_line_finishes_every_unit_once(restarted):
     assert sorted((u["fold"], u["seed"]) for u in units) == [("wf_1", 7), ("wf_2", 7), ("wf_3", 7)]
     # A unit stored before a kill was never trained again, nor its record rewritten.
     assert all(restarted["final"][p] == mtime for p, mtime in second.items())
+    # Counted against the starts up to the last kill: a unit a kill interrupted before it was
+    # stored (run 1 may be killed just after the next unit began) rightly started again then.
     stored_before = {os.path.basename(os.path.dirname(p)) for p in second}
-    assert all(restarted["final_runs"][u] == 1 for u in stored_before), restarted["final_runs"]
+    before, final = restarted["runs_before_end"], restarted["final_runs"]
+    assert all(final[u] == before[u] >= 1 for u in stored_before), (before, final)
 
 
 @pytest.mark.slow

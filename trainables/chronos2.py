@@ -204,6 +204,11 @@ class Chronos2Adapter(Adapter):
         return config["init"] == "pretrained" and int(config["num_steps"]) <= 0
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
+        return self.fit_many({"": data}, log_dir)
+
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, Any]:
+        """Fine-tune on every series' training window (`Chronos2Pipeline.fit` takes a list of
+        series, as the authors fine-tune on many); one series is `fit`."""
         seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.pipeline = build_pipeline(self.config, self.device)
         num_steps = int(self.config["num_steps"])
@@ -211,22 +216,24 @@ class Chronos2Adapter(Adapter):
             return {"num_steps": 0.0, "checkpoint_chosen_on": "none"}
         if log_dir is not None:
             os.makedirs(log_dir, exist_ok=True)
-            return self._finetune(data, log_dir, os.path.join(log_dir, "chronos2_trainer"))
+            return self._finetune(list(datas.values()), log_dir, os.path.join(log_dir, "chronos2_trainer"))
         with tempfile.TemporaryDirectory(prefix="chronos2_") as tmp:
-            return self._finetune(data, None, tmp)
+            return self._finetune(list(datas.values()), None, tmp)
 
-    def _finetune(self, data: UnitData, log_dir: str | None, output_dir: str) -> dict[str, Any]:
+    def _finetune(self, datas: list[UnitData], log_dir: str | None, output_dir: str) -> dict[str, Any]:
         """Run `Chronos2Pipeline.fit` and keep the fine-tuned pipeline (its best-val weights)."""
         cfg = self.config
         context, horizon, num_steps = self.context_length(cfg), self.horizon(cfg), int(cfg["num_steps"])
-        train = _series(data)[data.train.start : data.train.stop]
+        train = [_series(d)[d.train.start : d.train.stop] for d in datas]
+        # Each series' val windows (_MAX_VAL_ORIGINS of them at most per series).
+        val = [w for d in datas for w in _validation_inputs(d, context, horizon) or []]
         losses, best = _TensorBoardLosses(log_dir), _BestWeights(self.validated)
         every = _eval_every(num_steps)
         try:
             self.pipeline = self.pipeline.fit(
-                inputs=[train],
+                inputs=train,
                 prediction_length=horizon,
-                validation_inputs=_validation_inputs(data, context, horizon),
+                validation_inputs=val or None,
                 finetune_mode=cfg["finetune_mode"],
                 lora_config=self._lora_config(),
                 context_length=context,
@@ -235,7 +242,7 @@ class Chronos2Adapter(Adapter):
                 batch_size=int(cfg["batch_size"]),
                 output_dir=output_dir,
                 finetuned_ckpt_name=_FINAL_CKPT,
-                min_past=_min_past(len(train), context, horizon),
+                min_past=min(_min_past(len(t), context, horizon) for t in train),
                 callbacks=[losses, best],
                 remove_printer_callback=True,
                 # Extra kwargs go to TrainingArguments; the Trainer reseeds from `seed` itself.

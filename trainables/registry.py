@@ -82,6 +82,7 @@ MODELS: dict[str, ModelEntry] = {
         curve_tags=("train/loss", "eval/loss"),
         weight_keys={"pretrained": ""},
         steps_key="num_steps",
+        global_fit=True,
     ),
     "kronos": ModelEntry(
         "kronos",
