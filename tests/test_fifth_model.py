@@ -40,6 +40,12 @@ def test_the_fifth_model_passes_every_contract_test(fifth, tmp_path):
     contract.test_train_tail_early_stopping_never_reads_the_val_window(fifth)
 
 
+def test_a_model_without_a_global_fit_is_refused_global_at_the_door(fifth, tmp_path, capsys):
+    assert main(fifth, ["--storage", str(tmp_path / "r"), "--assets", "SPX,NDX", "--fit", "global"]) == 2
+    assert f"--fit global is not built for {fifth} yet" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_val_early_stopping_reads_the_val_window_and_train_tail_does_not(fifth, tmp_path):
     """The control of the train-tail contract test: with "val" the same change does move the fit."""
     cls = registry.get(fifth).adapter()

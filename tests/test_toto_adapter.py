@@ -256,3 +256,28 @@ def test_sampled_forecasts_are_batched_over_origins_and_independent_of_the_batch
     # Each origin draws from its own generator: the same paths in any batch.
     np.testing.assert_array_equal(adapter.predict(data, ORIGINS[::3]), together[::3])
     np.testing.assert_array_equal(adapter.predict(data, ORIGINS[7:8]), together[7:8])
+
+
+def test_fit_many_trains_on_every_series(fitted, config, data):
+    adapter, _, _ = fitted
+    alone = TotoAdapter(config, seed=7)
+    alone.fit_many({"A": data}, None)  # one series: exactly `fit`
+    np.testing.assert_array_equal(alone.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
+    both = TotoAdapter(config, seed=7)
+    facts = both.fit_many({"A": data, "B": _unit(_random_walk_frame(seed=5))}, None)
+    assert np.isfinite(facts["val_loss"])
+    forecast = both.predict(data, ORIGINS)
+    assert np.all(np.isfinite(forecast)) and not np.allclose(forecast, adapter.predict(data, ORIGINS))
+
+
+def test_a_global_batch_draws_windows_from_every_series_inside_its_training_window():
+    from trainables.toto_training import train_batch_many
+
+    ys = [np.arange(400, dtype=np.float32), 1000 + np.arange(300, dtype=np.float32)]
+    trains = [Window(0, 300), Window(100, 200)]
+    values, mask = train_batch_many(ys, trains, np.random.default_rng(0), context=32, patch=16, size=4000)
+    from_b = values.max(axis=1) >= 1000
+    # Every valid (series, end) pair equally likely: B has 69 of the 69 + 269 possible ends.
+    assert abs(from_b.mean() - 69 / (69 + 269)) < 0.03
+    assert (values[from_b][mask[from_b]] >= 1100).all() and (values[from_b][mask[from_b]] < 1200).all()
+    assert (values[~from_b][mask[~from_b]] < 300).all()

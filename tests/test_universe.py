@@ -293,7 +293,6 @@ def test_global_fit_one_model_per_fold_seed_scored_per_asset(ray_session, tmp_pa
 @pytest.mark.parametrize(
     ("model", "args", "words"),
     [
-        ("toto", ["--assets", "SPX,NDX", "--fit", "global"], "--fit global is not built for toto yet"),
         ("tft", ["--fit", "global"], "--fit global fits one model on a universe: give --assets"),
     ],
 )
@@ -301,3 +300,17 @@ def test_global_fit_refused_at_the_door(tmp_path, capsys, model, args, words):
     assert main(model, ["--storage", str(tmp_path / "r"), *args]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_embedded_universe_global_fit(ray_session, tmp_path, tiny_config):  # noqa: ARG001
+    out = tmp_path / "results"
+    args = sweep_args(out, tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--name", "eg", "--fit", "global")
+    assert main("tft", [*args, "--assets", "SPX,NDX,WTI,VIX", "--metric", "val_rel_mae"]) == 0
+    sweep = out / "eg"
+    assert len(glob.glob(str(sweep / "trial_*" / "units" / "*" / "model"))) == 1
+    runs = sweep_runs(str(sweep), refresh=True)
+    assert sorted(runs["asset"]) == ["NDX", "SPX", "VIX", "WTI"] and (runs["status"] == "complete").all()
+    assert runs["checkpoint"].nunique() == 1 and (runs["fit"] == "global").all()
+    ranked = generate(str(sweep), settings=None, draw=False).tables.ranked
+    k, n = (int(x) for x in ranked.loc[0, "assets_beating_naive"].split("/"))
+    assert ranked.loc[0, "units_compared"] == 4 and 0 <= k <= n <= 4

@@ -235,6 +235,11 @@ class KronosAdapter(Adapter):
         return kronos_space.planned_steps(config)
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, float | str]:
+        return self.fit_many({"": data}, log_dir)
+
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, float | str]:
+        """Both stages on every series' training window together (a global fit: each batch draws
+        its windows from all of them, the val loss covers every series' val windows); one series is `fit`."""
         seed_everything(self.seed)  # before building: a scratch model's init depends on it
         self.tokenizer, self.model = build_models(self.config, self.device)
         steps = {stage: int(self.config[f"{stage}_steps"]) for stage in ("tokenizer", "predictor")}
@@ -244,24 +249,38 @@ class KronosAdapter(Adapter):
             return facts
         board = Board(log_dir)
         try:
-            facts.update(self._fine_tune(data, steps, board))
+            facts.update(self._fine_tune(list(datas.values()), steps, board))
         finally:
             board.close()
         return facts
 
-    def _fine_tune(self, data: UnitData, steps: dict[str, int], board: Board) -> dict[str, float | str]:
+    def _fine_tune(self, datas: list[UnitData], steps: dict[str, int], board: Board) -> dict[str, float | str]:
         """Stage 1 (tokenizer), then stage 2 (predictor on the now frozen tokenizer), each keeping
-        its weights with the best val loss."""
-        length, context_rows = self._train_window(len(data.train))
-        feats, stamps = _features(data.frame), _stamps(data.frame, 0)
+        its weights with the best val loss. Several series: windows of one length (the shortest
+        training window's), every (series, start) pair equally likely in a batch."""
+        length, context_rows = self._train_window(min(len(d.train) for d in datas))
+        feats = [(_features(d.frame), _stamps(d.frame, 0)) for d in datas]
         rng = np.random.default_rng(self.seed)
-        first, last = data.train.start, data.train.stop - length  # windows lie inside train
+        firsts = np.array([d.train.start for d in datas])
+        counts = np.array([d.train.stop - length - d.train.start + 1 for d in datas])  # windows lie inside train
+        size = int(self.config["batch_size"])
 
         def batches() -> tuple[torch.Tensor, torch.Tensor]:
-            starts = rng.integers(first, last + 1, size=int(self.config["batch_size"]))
-            return _windows(feats, stamps, starts, length, context_rows, self.device)
+            if len(datas) == 1:  # one series: draws exactly as before global fits existed
+                starts = rng.integers(firsts[0], firsts[0] + counts[0], size=size)
+                return _windows(*feats[0], starts, length, context_rows, self.device)
+            pick = rng.integers(0, counts.sum(), size=size)
+            which = np.searchsorted(np.cumsum(counts), pick, side="right")
+            offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            parts = [
+                _windows(*feats[i], firsts[i] + pick[which == i] - offsets[i], length, context_rows, self.device)
+                for i in np.unique(which)
+            ]
+            return torch.cat([x for x, _ in parts]), torch.cat([t for _, t in parts])
 
-        val = self._val_windows(data, feats, stamps, length, context_rows)
+        vals = [self._val_windows(d, *f, length, context_rows) for d, f in zip(datas, feats)]
+        vals = [v for v in vals if v is not None]
+        val = (torch.cat([x for x, _ in vals]), torch.cat([t for _, t in vals])) if vals else None
         stage = partial(train_stage, batches=batches, val=val, board=board, device=self.device)
         facts: dict[str, float | str] = {} if val is None else {"checkpoint_chosen_on": "val"}
         if steps["tokenizer"]:

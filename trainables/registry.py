@@ -68,6 +68,7 @@ MODELS: dict[str, ModelEntry] = {
         curve_tags=("train/loss", "val/loss"),
         weight_keys={"pretrained": ""},
         steps_key="max_steps",
+        global_fit=True,
     ),
     "chronos2": ModelEntry(
         "chronos2",
@@ -97,6 +98,7 @@ MODELS: dict[str, ModelEntry] = {
         curve_tags=("tokenizer/train_loss", "tokenizer/val_loss", "predictor/train_loss", "predictor/val_loss"),
         weight_keys={"pretrained": "predictor", "tokenizer": "tokenizer"},
         steps_key="predictor_steps",
+        global_fit=True,
     ),
 }
 

@@ -208,13 +208,17 @@ class TotoAdapter(Adapter):
 
     def fit(self, data: UnitData, log_dir: str | None) -> dict[str, Any]:
         """Fine-tune (max_steps > 0) and keep the weights of the best val loss."""
+        return self.fit_many({"": data}, log_dir)
+
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, Any]:
+        """Fine-tune on every series' training window together (a global fit; one series is `fit`)."""
         self.model = None
         self._ensure_model()
         seed_everything(self.seed)
         board = foundation.Board(log_dir)
         try:
             return TotoTraining(self.model, self.config, self._patch, self.device, self.seed).run(
-                data, board, self.validated
+                list(datas.values()), board, self.validated
             )
         finally:
             board.close()

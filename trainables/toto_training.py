@@ -72,6 +72,27 @@ def train_batch(
     return windows(y, ends, context + patch, first=train.start)
 
 
+def train_batch_many(
+    ys: list[np.ndarray], trains: list[Window], rng: np.random.Generator, context: int, patch: int, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`train_batch` over several series (a global fit): every (series, end) pair equally likely,
+    so a series weighs by its training length, as a GluonTS instance sampler per series does.
+    One series draws exactly as `train_batch`."""
+    if len(ys) == 1:
+        return train_batch(ys[0], trains[0], rng, context, patch, size)
+    counts = np.array([len(t) - 2 * patch + 1 for t in trains])
+    if (counts < 1).any():
+        raise ValueError(f"a training window has {len(trains[int(np.argmin(counts))])} rows; Toto needs {2 * patch}")
+    pick = rng.integers(0, counts.sum(), size=size)
+    which = np.searchsorted(np.cumsum(counts), pick, side="right")
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    parts = [
+        windows(ys[i], trains[i].start + 2 * patch + pick[which == i] - offsets[i], context + patch, trains[i].start)
+        for i in np.unique(which)
+    ]
+    return np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
+
+
 def crps(distr: torch.distributions.Distribution, target: torch.Tensor) -> torch.Tensor:
     """Pinball loss averaged over all quantile levels (= CRPS), estimated by sampling.
 
@@ -136,28 +157,32 @@ class TotoTraining:
         self.loss_fn = loss_fn(config["loss"])
 
     def run(
-        self, data: UnitData, board: Board, validated: Callable[[int, float], None] | None = None
+        self, data: UnitData | list[UnitData], board: Board, validated: Callable[[int, float], None] | None = None
     ) -> dict[str, Any]:
-        """Train; `validated(step, val_loss)` is called after each periodic validation."""
+        """Train on one series, or on several (a global fit: batches drawn from every training
+        window, the val loss over every series' val windows); `validated(step, val_loss)` is called
+        after each periodic validation."""
+        datas = data if isinstance(data, list) else [data]
         max_steps = int(self.config["max_steps"])
-        ends = val_ends(data.val, self.patch)
+        ends = [val_ends(d.val, self.patch) for d in datas]
         facts: dict[str, Any] = {
             "max_steps": float(max_steps),
             "num_params": float(sum(p.numel() for p in self.model.parameters())),
         }
-        val_loss = self.val_loss(data, ends, board, step=0)  # the zero-shot starting point
+        val_loss = self._val_many(datas, ends, board, step=0)  # the zero-shot starting point
         if max_steps <= 0:
             return {**facts, "val_loss": val_loss, "checkpoint_chosen_on": "none"}
         optimizer, scheduler = self._optimiser(max_steps)
-        rng, y, every = np.random.default_rng(self.seed), series(data), max(1, max_steps // _EVALUATIONS)
+        rng, ys, every = np.random.default_rng(self.seed), [series(d) for d in datas], max(1, max_steps // _EVALUATIONS)
+        trains, size = [d.train for d in datas], int(self.config["batch_size"])
         train_loss, best, best_step, best_state = float("nan"), float("inf"), 0, None
         for step in range(1, max_steps + 1):
-            batch = train_batch(y, data.train, rng, self.context, self.patch, int(self.config["batch_size"]))
+            batch = train_batch_many(ys, trains, rng, self.context, self.patch, size)
             train_loss = self._step(batch, optimizer, scheduler)
             board.add("train/loss", train_loss, step)
             board.add("train/learning_rate", optimizer.param_groups[0]["lr"], step)
             if step % every == 0 or step == max_steps:
-                val_loss = self.val_loss(data, ends, board, step)
+                val_loss = self._val_many(datas, ends, board, step)
                 if validated is not None:
                     validated(step, val_loss)
                 # Candidates are the fine-tuned steps only, as for the authors' ModelCheckpoint
@@ -219,13 +244,18 @@ class TotoTraining:
         loss = self.loss_fn(distr, scaled_targets) * target_mask
         return loss.sum() / target_mask.sum().clamp_min(1)
 
-    @torch.no_grad()
     def val_loss(self, data: UnitData, ends: np.ndarray, board: Board | None = None, step: int = 0) -> float:
         """Loss on the first patch after each val origin (context may reach back before val)."""
-        if len(ends) == 0:
+        return self._val_many([data], [ends], board, step)
+
+    @torch.no_grad()
+    def _val_many(self, datas: list[UnitData], ends: list[np.ndarray], board: Board | None, step: int) -> float:
+        """`val_loss` over the val windows of every series together (one mean over all windows)."""
+        parts = [windows(series(d), e, self.context + self.patch, first=0) for d, e in zip(datas, ends) if len(e)]
+        if not parts:
             return float("nan")
         self.model.eval()
-        values, mask = windows(series(data), ends, self.context + self.patch, first=0)
+        values, mask = np.concatenate([v for v, _ in parts]), np.concatenate([m for _, m in parts])
         with torch.random.fork_rng(devices=self._rng_devices()):
             torch.manual_seed(self.seed)  # quantile loss samples: same draws at every evaluation
             loss = float(self._window_loss(values, mask, last_patch_only=True))
