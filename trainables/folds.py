@@ -111,14 +111,11 @@ def check_rows(folds: list[Fold], timestamps: pd.Series, context: int, horizon: 
         for part, (win, rows) in need.items():
             if len(win) >= rows:
                 continue
-            why = f"context {context} + horizon {horizon}" if part == "train" else f"horizon {horizon}"
+            need = f"{rows} (context {context} + horizon {horizon})" if part == "train" else f"horizon {horizon}"
+            short = f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {need}"
             if asset is None:
-                raise FoldError(f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {rows} ({why})")
-            raise ShortAsset(
-                f"asset {asset!r}, fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {rows} "
-                f"({why}); leave the asset out with --drop-short-assets",
-                asset,
-            )
+                raise FoldError(short)
+            raise ShortAsset(f"asset {asset!r}, {short}; leave the asset out with --drop-short-assets", asset)
 
 
 def calendar(frames: dict[str, pd.DataFrame]) -> pd.Series:
