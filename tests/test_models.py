@@ -225,3 +225,24 @@ def test_same_configuration_fold_and_seed_give_the_same_metrics(model, tmp_path)
     first = run_unit(cls, tiny(model), data, 11, str(tmp_path / "a"), None)["metrics"]
     again = run_unit(cls, tiny(model), data, 11, str(tmp_path / "b"), None)["metrics"]
     assert first == again
+
+
+@pytest.mark.usefixtures("ray_session")
+@pytest.mark.parametrize("model", FOUNDATION)
+def test_global_fit_sweep_trains_one_model_on_every_asset(model, tmp_path):
+    """`--fit global` through a real sweep: one model per (fold, seed) on the embedded SPX and VIX,
+    stored once, scored on each asset from that asset's own rows."""
+    from analysis.results import Results, load_model
+    from analysis.runs import sweep_runs
+
+    (tmp_path / "c.json").write_text(json.dumps({"training_config": tiny(model)}))
+    folds = ["--window", "rolling", "--train-size", "600", "--val-size", "20", "--test-size", "20"]  # Kronos reads 512
+    args = ["--config", str(tmp_path / "c.json"), "--mode", "priority", "--max-runs", "1", "--folds", "1",
+            "--seeds", "1", "--assets", "SPX,VIX", "--fit", "global", "--features", "NONE",
+            "--storage", str(tmp_path / "r"), "--name", "g", "--gpus-per-trial", "0", *folds]  # fmt: skip
+    assert main(model, args) == 0
+    runs = sweep_runs(str(tmp_path / "r" / "g"))
+    assert sorted(runs["asset"]) == ["SPX", "VIX"] and (runs["status"] == "complete").all()
+    assert runs["checkpoint"].nunique() == 1 and weight_files(runs["checkpoint"].iloc[0])
+    assert runs.groupby("asset")["mase_scale"].first()["SPX"] > 5 * runs.groupby("asset")["mase_scale"].first()["VIX"]
+    assert load_model(Results(str(tmp_path / "r")).best("val_pct_mae")) is not None
