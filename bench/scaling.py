@@ -16,24 +16,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from whole_sweep import timed_sweep
+
 SIZES = (8, 16, 32)  # units: configurations × 2 folds × 2 seeds
 LEARNING_RATES = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-4, 2e-3, 5e-3]
-# What sweeps/tft.py runs, then this process's peak memory (the entry script skips atexit on exit).
-WRAPPER = """
-import os, resource, sys
-sys.path.insert(0, os.getcwd())
-from sweeps.cli import main
-code = main("tft", sys.argv[1:])
-print(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
-os._exit(code)
-"""
 
 
 def run(units: int, epochs: int, tmp: str) -> tuple[float, float]:
@@ -47,20 +35,7 @@ def run(units: int, epochs: int, tmp: str) -> tuple[float, float]:
     args = ["--config", config, "--mode", "grid", "--folds", "2", "--seeds", "2", "--gpus-per-trial", "0",
             "--window", "rolling", "--train-size", "200", "--val-size", "40", "--test-size", "40",
             "--storage", os.path.join(tmp, "r"), "--name", f"s{units}", "--overwrite"]  # fmt: skip
-    log = os.path.join(tmp, f"s{units}.log")
-    # Output to a file, not a pipe: Ray's own processes inherit the pipe and would hold it open
-    # for seconds after the sweep has returned the prompt.
-    with open(log, "w") as f:
-        start = time.perf_counter()
-        code = subprocess.call([sys.executable, "-c", WRAPPER, *args], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "RAY_ADDRESS": "local"})  # fmt: skip
-        wall = time.perf_counter() - start
-    with open(log) as f:
-        out = f.read()
-    if code != 0:
-        raise SystemExit(f"error: the {units}-unit sweep failed:\n{out[-3000:]}")
-    peak = [int(line.split()[1]) for line in out.splitlines() if line.startswith("PEAK_RSS_KB")]
-    return wall, peak[-1] / 1024 if peak else float("nan")
+    return timed_sweep(args, os.path.join(tmp, f"s{units}.log"), f"{units}-unit")
 
 
 def main() -> None:

@@ -19,28 +19,16 @@ import glob
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from whole_sweep import timed_sweep
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZES = (1, 10, 50)
 FITS = ("per-asset", "global")
 CONFIGS, FOLDS = 2, 2
-# What sweeps/tft.py runs, then this process's peak memory (the entry script skips atexit on exit).
-WRAPPER = """
-import os, resource, sys
-sys.path.insert(0, os.getcwd())
-from sweeps.cli import main
-code = main("tft", sys.argv[1:])
-print(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
-os._exit(code)
-"""
 
 
 def universe(path: str, assets: int, rows: int) -> None:
@@ -71,22 +59,12 @@ def run(assets: int, fit: str, rows: int, tmp: str) -> tuple[float, float, float
             "--data", data, "--assets", "all", "--features", "NONE", "--window", "rolling", "--train-size", "200",
             "--val-size", "40", "--test-size", "40", "--storage", os.path.join(tmp, "r"), "--name", f"u{assets}", "--fit", fit,
             "--overwrite"]  # fmt: skip
-    log = os.path.join(tmp, f"u{assets}.log")
-    with open(log, "w") as f:  # a file, not a pipe: Ray's processes would hold a pipe open
-        start = time.perf_counter()
-        code = subprocess.call([sys.executable, "-c", WRAPPER, *args], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "RAY_ADDRESS": "local"})  # fmt: skip
-        wall = time.perf_counter() - start
-    with open(log) as f:
-        out = f.read()
-    if code != 0:
-        raise SystemExit(f"error: the {assets}-asset sweep failed:\n{out[-3000:]}")
-    peak = [int(line.split()[1]) for line in out.splitlines() if line.startswith("PEAK_RSS_KB")]
+    wall, driver = timed_sweep(args, os.path.join(tmp, f"u{assets}.log"), f"{assets}-asset")
     records = glob.glob(os.path.join(tmp, "r", f"u{assets}", "trial_*", "units", "*", "record.json"))
     if len(records) != CONFIGS * assets * FOLDS:
         raise SystemExit(f"error: {len(records)} units stored, {CONFIGS * assets * FOLDS} expected")
     trial_peak = max(json.loads(Path(r).read_text()).get("peak_rss_mb", float("nan")) for r in records)
-    return wall, peak[-1] / 1024 if peak else float("nan"), trial_peak
+    return wall, driver, trial_peak
 
 
 def main() -> None:

@@ -228,15 +228,3 @@ def test_predicts_in_float32_on_a_gpu_after_bf16_training(config, data):
     adapter = Chronos2Adapter(config, seed=0, device="cuda")
     adapter.fit(data, None)  # the pipeline trains with bf16=True on sm80+
     assert _precision_during_predict(adapter, data) == {(torch.float32, False, torch.float32)}
-
-
-def test_fit_many_fine_tunes_on_every_series(fitted, config, data):
-    adapter, _, _ = fitted
-    alone = Chronos2Adapter(config, seed=7)
-    alone.fit_many({"A": data}, None)  # one series: exactly `fit`
-    np.testing.assert_array_equal(alone.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
-    both = Chronos2Adapter(config, seed=7)
-    facts = both.fit_many({"A": data, "B": _unit(_random_walk_frame(seed=5))}, None)
-    assert facts["checkpoint_chosen_on"] == "val" and np.isfinite(facts["best_eval_loss"])
-    forecast = both.predict(data, ORIGINS)
-    assert np.all(np.isfinite(forecast)) and not np.allclose(forecast, adapter.predict(data, ORIGINS))

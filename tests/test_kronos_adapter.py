@@ -189,16 +189,3 @@ def test_sampler_matches_upstream_inference_when_deterministic(config, limit):
 def test_context_longer_than_the_model_allows_is_refused():
     with pytest.raises(ValueError, match="context_length"):
         KronosAdapter({"context_length": 1024}, seed=0)  # Kronos-small: 512
-
-
-def test_fit_many_trains_on_every_series(fitted, config):
-    adapter, _, _ = fitted
-    data = _unit(_random_walk())
-    alone = KronosAdapter(config, seed=3)
-    alone.fit_many({"A": data}, None)  # one series: exactly `fit`
-    np.testing.assert_array_equal(alone.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
-    both = KronosAdapter(config, seed=3)
-    facts = both.fit_many({"A": data, "B": _unit(_random_walk(seed=5))}, None)
-    assert facts["checkpoint_chosen_on"] == "val" and np.isfinite(facts["predictor_best_val_loss"])
-    forecast = both.predict(data, ORIGINS)
-    assert np.isfinite(forecast).all() and not np.allclose(forecast, adapter.predict(data, ORIGINS))

@@ -101,6 +101,29 @@ def test_fit_reports_each_validation_within_its_planned_steps(model):
         assert cls.planned_steps(zero.config) == 0
 
 
+@pytest.mark.parametrize("model", [m for m in registry.MODELS if registry.get(m).global_fit])
+def test_a_global_fit_learns_from_every_series(model):
+    """fit_many on two assets gives another model than a fit on the first alone (the second series
+    is trained on); for the models whose fit is fit_many of one series, that fit is exactly fit."""
+    from dataclasses import replace
+
+    cls = registry.get(model).adapter()
+    a = replace(_unit_data(synthetic_prices(320)), asset="A")  # a global model knows its series by name
+    b = replace(_unit_data(synthetic_prices(320, seed=5)), asset="B")
+    one = cls(tiny(model), seed=3)
+    one.fit(a, None)
+    where = origins(a.test, one.context_length(one.config), one.horizon(one.config))[:3]
+    both = cls(tiny(model), seed=3)
+    both.fit_many({"A": a, "B": b}, None)
+    forecast = both.predict(a, where)
+    assert forecast.shape == (len(where), both.horizon(both.config)) and np.isfinite(forecast).all()
+    assert not np.allclose(forecast, one.predict(a, where))
+    if model in FOUNDATION:  # TFT's global dataset adds the series id as an input: not its plain fit
+        alone = cls(tiny(model), seed=3)
+        alone.fit_many({"A": a}, None)
+        np.testing.assert_array_equal(alone.predict(a, where), one.predict(a, where))
+
+
 @pytest.mark.parametrize("model", registry.MODELS)
 def test_a_saved_unit_model_loads_and_forecasts_the_same(model, tmp_path):
     cls = registry.get(model).adapter()

@@ -258,18 +258,6 @@ def test_sampled_forecasts_are_batched_over_origins_and_independent_of_the_batch
     np.testing.assert_array_equal(adapter.predict(data, ORIGINS[7:8]), together[7:8])
 
 
-def test_fit_many_trains_on_every_series(fitted, config, data):
-    adapter, _, _ = fitted
-    alone = TotoAdapter(config, seed=7)
-    alone.fit_many({"A": data}, None)  # one series: exactly `fit`
-    np.testing.assert_array_equal(alone.predict(data, ORIGINS), adapter.predict(data, ORIGINS))
-    both = TotoAdapter(config, seed=7)
-    facts = both.fit_many({"A": data, "B": _unit(_random_walk_frame(seed=5))}, None)
-    assert np.isfinite(facts["val_loss"])
-    forecast = both.predict(data, ORIGINS)
-    assert np.all(np.isfinite(forecast)) and not np.allclose(forecast, adapter.predict(data, ORIGINS))
-
-
 def test_a_global_batch_draws_windows_from_every_series_inside_its_training_window():
     from trainables.toto_training import train_batch_many
 

@@ -188,6 +188,22 @@ def _units(sweep) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _rerun_with_c_changed(tmp_path, tiny_config, units: dict, name: str, *extra: str) -> tuple:
+    """The A,B,C sweep again with C tripled from the middle of the test window on; asserts that no
+    forecast of any asset at an earlier origin moved. Returns (the cut, the new units)."""
+    test_days = sorted(units["A__wf_1__seed7"].query("split == 'test'")["origin"])
+    cut = test_days[len(test_days) // 2]
+    changed = _universe_file(tmp_path, scale_c_from=str(cut.date()))
+    args = sweep_args(tmp_path / "results", tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--data", changed)
+    assert main("tft", [*args, *extra, "--name", name, "--assets", "A,B,C"]) == 0
+    again = _units(tmp_path / "results" / name)
+    for key, table in units.items():
+        before = table.query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
+        after = again[key].query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
+        np.testing.assert_allclose(after, before, rtol=1e-6)
+    return cut, again
+
+
 def test_synthetic_universe_calendars_drop_leakage_and_merge(ray_session, tmp_path, tiny_config):  # noqa: ARG001
     path = _universe_file(tmp_path)
     out = tmp_path / "results"
@@ -207,15 +223,7 @@ def test_synthetic_universe_calendars_drop_leakage_and_merge(ray_session, tmp_pa
 
     # Leakage: C tripled from a day inside the test window changes no forecast of any asset at an
     # origin up to that day (per-asset fit: every other asset is untouched everywhere).
-    cut = sorted(test_days)[len(test_days) // 2]
-    changed = _universe_file(tmp_path, scale_c_from=str(cut.date()))
-    args = sweep_args(out, tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--data", changed)
-    assert main("tft", [*args, "--name", "leak", "--assets", "A,B,C"]) == 0
-    again = _units(out / "leak")
-    for key, table in units.items():
-        before = table.query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
-        after = again[key].query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
-        np.testing.assert_allclose(after, before, rtol=1e-6)
+    cut, again = _rerun_with_c_changed(tmp_path, tiny_config, units, "leak")
     c_after = again["C__wf_1__seed7"].query("origin > @cut")["y_pred"].to_numpy()
     c_before = units["C__wf_1__seed7"].query("origin > @cut")["y_pred"].to_numpy()
     assert not np.allclose(c_after, c_before)  # the change is visible after the cut
@@ -271,18 +279,7 @@ def test_global_fit_one_model_per_fold_seed_scored_per_asset(ray_session, tmp_pa
     assert not np.allclose(units["A__wf_1__seed7"]["y_pred"].mean(), units["C__wf_1__seed7"]["y_pred"].mean())
 
     # Leakage: C tripled from a day inside the test window changes no forecast at an earlier origin.
-    test_days = sorted(units["A__wf_1__seed7"].query("split == 'test'")["origin"])
-    cut = test_days[len(test_days) // 2]
-    changed = _universe_file(tmp_path, scale_c_from=str(cut.date()))
-    args = sweep_args(
-        out, tiny_config, *ONE, "--mode", "quick", "--max-runs", "1", "--data", changed, "--fit", "global"
-    )
-    assert main("tft", [*args, "--name", "g_leak", "--assets", "A,B,C"]) == 0
-    again = _units(out / "g_leak")
-    for key, table in units.items():
-        before = table.query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
-        after = again[key].query("origin < @cut").sort_values(["split", "origin", "step"])["y_pred"].to_numpy()
-        np.testing.assert_allclose(after, before, rtol=1e-6)
+    _rerun_with_c_changed(tmp_path, tiny_config, units, "g_leak", "--fit", "global")
 
     # Adding an asset would change the one model of every (fold, seed): refused, nothing written.
     before = sorted(glob.glob(str(out / "g" / "**"), recursive=True))
