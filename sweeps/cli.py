@@ -67,7 +67,7 @@ def parser(model: str) -> argparse.ArgumentParser:
     if sizes:
         w.add_argument("--size", choices=sorted(sizes), help="architecture size with --init scratch")
     d = p.add_argument_group("data and folds")
-    d.add_argument("--data", help="parquet or CSV price file (default: embedded S&P 500 / NASDAQ daily, 1999-2018)")
+    d.add_argument("--data", help="parquet or CSV price file (default: the embedded daily series, see --asset)")
     d.add_argument("--asset", help="asset id in the data's asset column; embedded: SPX, NDX, WTI or VIX")
     d.add_argument(
         "--assets",
@@ -77,8 +77,8 @@ def parser(model: str) -> argparse.ArgumentParser:
     d.add_argument(
         "--fit",
         choices=FITS,
-        default=None,
-        help="a universe: per-asset, one model per (asset, fold, seed) (default); global, one model per "
+        default="per-asset",
+        help="a universe: per-asset, one model per (asset, fold, seed); global, one model per "
         f"(fold, seed) trained on every asset together ({', '.join(n for n, e in registry.MODELS.items() if e.global_fit)})",
     )
     d.add_argument(
@@ -163,7 +163,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         data=args.data,
         asset=args.asset,
         assets=parse_assets(args.assets) if args.assets else fields.get("assets"),
-        fit=args.fit or "per-asset",
+        fit=args.fit,
         drop_short_assets=args.drop_short_assets,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
