@@ -44,6 +44,11 @@ def test_a_model_without_a_global_fit_is_refused_global_at_the_door(fifth, tmp_p
     assert main(fifth, ["--storage", str(tmp_path / "r"), "--assets", "SPX,NDX", "--fit", "global"]) == 2
     assert f"--fit global is not built for {fifth} yet" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+    from trainables.adapter import NoGlobalFit
+
+    data = contract._unit_data(synthetic_prices(320))
+    with pytest.raises(NoGlobalFit, match="no global fit"):
+        registry.get(fifth).adapter()({}, seed=0).fit_many({"A": data}, None)
 
 
 def test_val_early_stopping_reads_the_val_window_and_train_tail_does_not(fifth, tmp_path):

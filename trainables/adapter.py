@@ -45,6 +45,10 @@ class UnitData:
     asset: str | None = None
 
 
+class NoGlobalFit(RuntimeError):
+    """fit_many called on a model without a global fit (the sweep refuses --fit global for it first)."""
+
+
 class TrainingDiverged(RuntimeError):
     """The training loss stopped being a finite number (learning rate too high, bad data)."""
 
@@ -104,11 +108,11 @@ class Adapter(ABC):
         including `checkpoint_chosen_on`: the split that chose the weights or epoch ("val", "none").
         """
 
-    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, float | str]:
+    def fit_many(self, datas: dict[str, UnitData], log_dir: str | None) -> dict[str, float | str]:  # noqa: ARG002
         """`fit` on every asset's training window together (`--fit global`): one model for the
         universe, then `predict` on each asset's data. Only models whose registry entry says
         `global_fit` implement it; the sweep refuses --fit global for the others at the door."""
-        raise NotImplementedError(f"{self.name}: no global fit (registry global_fit=False)")
+        raise NoGlobalFit(f"{self.name}: no global fit (its registry entry has global_fit=False)")
 
     @abstractmethod
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
