@@ -63,14 +63,14 @@ def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, me
         return pd.DataFrame(columns=cols)
     matrix = asset_matrix(runs, metric, list(ok["config_id"]))
     test = losses[losses["split"] == "test"] if not losses.empty else losses
-    groups = dict(iter(test.groupby(["model", "config_id", "asset"], sort=False))) if not test.empty else {}
+    groups: dict[tuple, list[pd.DataFrame]] = {}  # (model, config_id) → its per-asset test losses
+    for (model, cid, _), part in test.groupby(["model", "config_id", "asset"], sort=False) if not test.empty else []:
+        groups.setdefault((model, cid), []).append(part)
     rows = []
     for model, cid in zip(ok["model"], ok["config_id"]):
         values = matrix.loc[cid].dropna() if cid in matrix.index else pd.Series(dtype=float)
         worst = (values.idxmax() if mode == "min" else values.idxmin()) if len(values) else None
-        pvalues = [
-            _beats(part, int(part["horizon"].max())) for (m, c, _), part in groups.items() if (m, c) == (model, cid)
-        ]
+        pvalues = [_beats(part, int(part["horizon"].max())) for part in groups.get((model, cid), [])]
         tested = [p for p in pvalues if np.isfinite(p)]
         k = sum(p < DM_LEVEL for p in tested)
         rows.append(

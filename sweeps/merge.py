@@ -15,7 +15,7 @@ from typing import Any
 from sweeps.spec import SpecError, SweepSpec
 from trainables import store
 from trainables.folds import Fold
-from trainables.ids import config_id
+from trainables.ids import config_id, unit_id
 
 # Settings of how and where a sweep runs: free to differ between the sweep and a merge into it or
 # a `--resume auto` restart of it (sweeps/resume.py); every other SweepSpec field defines the sweep.
@@ -132,7 +132,7 @@ def stored_units(sweep_dir: str) -> tuple[list[dict], dict[str, list[dict]]]:
         cid = config_id(config)
         configs.setdefault(cid, config)
         for record in store.read_json_files(f"{trial}/units", "record.json"):
-            units.setdefault(cid, {}).setdefault((record.get("asset"), record["fold"], record["seed"]), record)
+            units.setdefault(cid, {}).setdefault(unit_id(record), record)
     return list(configs.values()), {cid: list(by_key.values()) for cid, by_key in units.items()}
 
 
@@ -148,7 +148,7 @@ def to_run(
     out, seen = [], set()
     for config in configs:
         cid = config_id(config)
-        have = {(u.get("asset"), u["fold"], u["seed"]) for u in prior.get(cid, [])}
+        have = {unit_id(u) for u in prior.get(cid, [])}
         if cid not in seen and wanted - have:
             out.append(config)
         seen.add(cid)

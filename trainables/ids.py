@@ -16,3 +16,8 @@ def unit_key(fold: str, seed: int, asset: str | None = None) -> str:
     """The directory name of one (fold, seed) unit inside a trial's `units/`; a universe's units
     start with their asset (asset names hold no "__")."""
     return f"{fold}__seed{seed}" if asset is None else f"{asset}__{fold}__seed{seed}"
+
+
+def unit_id(record: dict) -> tuple[str | None, str, int]:
+    """(asset, fold, seed) of a unit record (asset None in a one-asset sweep)."""
+    return record.get("asset"), record["fold"], record["seed"]

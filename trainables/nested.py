@@ -31,7 +31,7 @@ from ray import tune
 from trainables import registry, store
 from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
-from trainables.ids import config_id, unit_key
+from trainables.ids import config_id, unit_id, unit_key
 from trainables.metrics import mode_of
 from trainables.unit import run_global_unit, run_unit
 
@@ -193,8 +193,7 @@ def _unit_job(
         record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on, on_validation)
         for i, dest in enumerate(dests):
             store.put_dir(out, dest, keep=i < len(dests) - 1)
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
-    return {**record, **where}
+    return {**record, **_where()}
 
 
 def _global_job(
@@ -218,8 +217,12 @@ def _global_job(
         )
         for asset, out in outs.items():
             store.put_dir(out, dests[asset])
-    where = {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
-    return {a: {**r, **where} for a, r in records.items()}
+    return {a: {**r, **_where()} for a, r in records.items()}
+
+
+def _where() -> dict:
+    """Where a unit ran (node, process) and the process's peak memory so far, for its record."""
+    return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
 
 
 def _peak_rss_mb() -> float:
@@ -324,11 +327,6 @@ def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: 
 def finished_units(trial_store: str) -> list[dict]:
     """Records of the units of a trial that completed (their record.json exists)."""
     return store.read_json_files(f"{trial_store.rstrip('/')}/units", RECORD)
-
-
-def unit_id(record: dict) -> tuple[str | None, str, int]:
-    """(asset, fold, seed) of a unit record (asset None in a one-asset sweep)."""
-    return record.get("asset"), record["fold"], record["seed"]
 
 
 def train(config: dict[str, Any], plan: Plan, frames: dict[str | None, pd.DataFrame]) -> None:
