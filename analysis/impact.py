@@ -14,6 +14,10 @@ import pandas as pd
 from analysis.ranking import direction, hyperparameters
 from trainables import registry
 
+# fANOVA splits the variance of a random forest fitted to the configurations' scores: on a handful
+# of points that forest, not the hyperparameters, decides the shares, so small sweeps get none.
+MIN_IMPORTANCE_CONFIGS = 10
+
 
 def model_baseline(model: str) -> dict | None:
     """The BASELINE dict of the model's search-space module (plain data: no Ray, no model package)."""
@@ -138,16 +142,17 @@ def impact_summary(detail: pd.DataFrame) -> pd.DataFrame:
 
 def importances(ranked: pd.DataFrame, metric: str, mode: str | None = None) -> pd.DataFrame:
     """Optuna fANOVA importances of the varying hyperparameters for `metric`, over the ranked
-    configurations whose units are all done (status ok); empty when fewer than 3 or nothing varies."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
+    configurations whose units are all done (status ok); empty when fewer than
+    MIN_IMPORTANCE_CONFIGS or nothing varies."""
     mode = direction(metric, mode)
     ok = ranked[(ranked["status"] == "ok") & ranked[metric].notna()]
     params = hyperparameters(ok)
     empty = pd.DataFrame(columns=["param", "importance", "evaluator", "configs"])
-    if len(ok) < 3 or not params:
+    if len(ok) < MIN_IMPORTANCE_CONFIGS or not params:
         return empty
+    import optuna  # its fANOVA (a random forest) costs ~1 s of imports: only when there is something to fit
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     dists = {}
     for col in params:
         values = [_plain(v) for v in ok[col]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis.impact import MIN_IMPORTANCE_CONFIGS
 from analysis.ranking import config_labels
 from analysis.tables import SweepTables
 from analysis.text import fmt
@@ -153,7 +154,12 @@ def _impact(t: SweepTables) -> list[str]:
         ]
     if t.importances is not None:
         out += ["", "fANOVA importances (Optuna) over the complete configurations:", ""]
-        out.append(table(t.importances, {"param": "parameter", "importance": "importance", "configs": "configs"}, 3))
+        if t.importances.empty:
+            out.append(f"_(none: needs at least {MIN_IMPORTANCE_CONFIGS} with varying parameters)_")
+        else:
+            out.append(
+                table(t.importances, {"param": "parameter", "importance": "importance", "configs": "configs"}, 3)
+            )
     return out or ["_No baseline to compare with and no importances for this sweep mode._"]
 
 

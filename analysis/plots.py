@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import files  # noqa: E402
+from analysis.impact import MIN_IMPORTANCE_CONFIGS  # noqa: E402
 from analysis.ranking import config_labels  # noqa: E402
 
 BLUE, RED, GREEN, GREY = "#4c72b0", "#c44e52", "#55a868", "#8c8c8c"
@@ -101,7 +102,9 @@ def impact_plot(summary: pd.DataFrame, metric: str, path: str) -> str:
 def importance_plot(table: pd.DataFrame, path: str, title: str = "Hyperparameter importance (fANOVA)") -> str:
     """Bars of each hyperparameter's importance, largest on top."""
     if table.empty:
-        return _empty(path, title, "needs at least 3 finished configurations with varying parameters")
+        return _empty(
+            path, title, f"needs at least {MIN_IMPORTANCE_CONFIGS} finished configurations with varying parameters"
+        )
     table = table.sort_values("importance")
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.42 * len(table)))
     ax.barh(table["param"], table["importance"], color=BLUE, alpha=0.85)

@@ -216,7 +216,11 @@ def _quiet_ray() -> None:
     """Without --verbose the sweep prints its own progress (sweeps.progress): no Tune tables, no
     worker logs, no Ray info lines; failures still reach the user, one line each, from the callback."""
     import logging
+    import warnings
 
+    # ASHA's rung at the first fold's end holds only NaN by design (trainables.nested's fold_done):
+    # numpy's warning when Tune takes its percentile is noise.
+    warnings.filterwarnings("ignore", message="All-NaN slice encountered", category=RuntimeWarning)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the newer console output ignores verbose=0
     logging.getLogger("ray").setLevel(logging.ERROR)
@@ -240,9 +244,12 @@ def _init_ray(address: str | None, verbose: bool = True) -> bool:
     if address == "local":
         # Local workers must import this project wherever they start (a cluster ships it itself).
         # Through the environment the local Ray inherits, not a job runtime_env: Ray hands its
-        # prestarted workers only to work without one (the unit tasks of --parallel-units; Tune
-        # gives trial actors a runtime_env of its own, so they always start new workers).
+        # prestarted workers only to work without one (the unit tasks of --parallel-units).
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(provenance.ROOT), os.environ.get("PYTHONPATH")) if p)
+        # No prestarted workers (one per CPU): Tune gives trial actors a runtime_env of their own,
+        # so Ray starts new processes for them anyway, and the idle ones only take CPU from the
+        # trials' start-up until Ray kills them (bench/vs_peers.py; unit tasks start theirs on demand).
+        os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
     try:
         ray.init(
             address=address,
@@ -417,6 +424,7 @@ def _new_tuner(
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from sweeps.progress import Progress, header
+    from sweeps.summary import PrepareReport
     from sweeps.tb_logger import TensorBoardLogger
     from trainables.nested import ASHA_SCORE, ASHA_TIME, max_time
 
@@ -439,7 +447,7 @@ def _new_tuner(
         study_name=spec.name,
         optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
     )
-    callbacks = [TensorBoardLogger()]
+    callbacks = [TensorBoardLogger(), PrepareReport(search.num_samples, concurrent)]
     if not spec.verbose:
         n, folds, seeds, assets = search.num_samples, len(plan.folds), len(plan.seeds), len(plan.assets)
         per_trial = ", ".join(f"{v:g} {k}" for k, v in resources.required_resources.items() if v)

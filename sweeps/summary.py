@@ -2,10 +2,65 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
+import threading
 import traceback
 
+from ray.tune import Callback
+
 from sweeps.spec import SweepSpec
+
+# What the report imports on top of the driver's own (~2-3 s of CPU on a small machine).
+REPORT_IMPORTS = (
+    "analysis.report",
+    "analysis.text",
+    "arch.bootstrap",
+    "tensorboard.backend.event_processing.event_accumulator",
+)
+_prepared: list[threading.Thread] = []
+
+
+def prepare() -> None:
+    """Start the report's imports (and its plot workers) in the background; harmless to repeat."""
+    if _prepared:
+        return
+    from analysis import drawing
+
+    drawing.warm()
+
+    def imports() -> None:
+        for name in REPORT_IMPORTS:
+            try:
+                importlib.import_module(name)
+            except Exception:  # the report itself imports it again and says what is wrong
+                continue
+
+    _prepared.append(threading.Thread(target=imports, name="report-imports", daemon=True))
+    _prepared[0].start()
+
+
+class PrepareReport(Callback):
+    """Prepares the report on the core the sweep's tail leaves idle: once fewer trials remain
+    than run at once, no new trial will take the freed core before the end."""
+
+    def __init__(self, configs: int, concurrent: int) -> None:
+        self.configs, self.concurrent = configs, concurrent  # plain values: Tune pickles callbacks
+        self.ended = 0
+
+    def setup(self, **info) -> None:  # noqa: ARG002 (Tune's signature)
+        self.ended = 0  # a resumed sweep restores this callback from its pickle
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:  # noqa: ARG002 (Tune's signature)
+        self._ended()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ARG002 (Tune's signature)
+        self._ended()
+
+    def _ended(self) -> None:
+        self.ended += 1
+        if self.configs - self.ended < self.concurrent:
+            prepare()
 
 
 def _names(path: str, art: dict) -> list[str]:
@@ -20,9 +75,7 @@ def describe(spec: SweepSpec, path: str, wall: float) -> str:
 
     Everything is read back from the stored files, exactly as `python analysis/report.py PATH` would.
     """
-    from analysis import drawing
-
-    drawing.warm()  # the plot workers' matplotlib import overlaps the imports below
+    prepare()  # if the sweep's tail did not: the plot workers' imports overlap the imports below
     from analysis.report import generate
     from analysis.text import best_text, ranking_text, verdict_text
 

@@ -164,14 +164,17 @@ def test_deltas_respect_a_metric_to_maximise():
 def test_importances_find_the_parameter_that_matters():
     rng = np.random.default_rng(0)
     values, params = {}, {}
-    for i, (lr, hidden) in enumerate([(a, b) for a in (1e-4, 1e-3, 1e-2) for b in (8, 16, 32)]):
+    for i, (lr, hidden) in enumerate([(a, b) for a in (1e-4, 1e-3, 1e-2, 1e-1) for b in (8, 16, 32)]):
         cid = f"c{i}"
         params[cid] = {"lr": lr, "hidden": hidden}
         values[cid] = {u: hidden / 8 + rng.normal(0, 0.01) for u in UNITS}
     ranked = rank_configs(runs_table(values, params=params), "val_pct_mae")
     table = impact.importances(ranked, "val_pct_mae").set_index("param")
     assert table.loc["hidden", "importance"] > 0.9 > table.loc["lr", "importance"]
-    assert table["configs"].iloc[0] == 9
+    assert table["configs"].iloc[0] == 12
+    # Below the minimum the forest would decide the shares: none are computed.
+    few = ranked[ranked["config_id"].isin(list(params)[: impact.MIN_IMPORTANCE_CONFIGS - 1])]
+    assert impact.importances(few, "val_pct_mae").empty
 
 
 def test_psi_and_ks_against_hand_computed_values():
