@@ -10,12 +10,13 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from ray.tune.search import ConcurrencyLimiter, Searcher
-from ray.tune.search.basic_variant import BasicVariantGenerator
+from typing import TYPE_CHECKING, Any
 
 from search_spaces import domains
+
+if TYPE_CHECKING:  # Tune is imported by `build` only: checking a sweep's input needs none of it
+    from ray.tune.search import Searcher
+    from ray.tune.search.basic_variant import BasicVariantGenerator
 
 MODES = ("grid", "quick", "full", "priority", "ofat", "optuna")
 
@@ -100,6 +101,9 @@ def build(
     `max_concurrent` caps trials running at once (None: explicit modes as resources allow,
     Optuna 2); the searcher must hold the cap, Tune ignores its own with a search algorithm.
     """
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
     fixed = fixed or {}
     baseline = {**baseline, **fixed}
     if mode != "optuna":

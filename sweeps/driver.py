@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -300,18 +301,37 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def _import_in_background(names: tuple[str, ...]) -> threading.Thread:
+    """Import `names` in a thread: `ray.init` mostly waits for Ray's processes to start."""
+
+    def imports() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception:  # imported again where it is used, which says what is wrong
+                continue
+
+    thread = threading.Thread(target=imports, name="tune-imports", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(spec: SweepSpec, prepared: Prepared) -> int:
     """Fit (or restore) the Tune experiment, then print the ranking; returns the exit code."""
+    searcher = ("optuna", "ray.tune.search.optuna") if spec.mode == "optuna" else ()
+    importing = _import_in_background(("ray.tune", "trainables.nested", "sweeps.summary", *searcher))
     import ray
-    from ray import tune
-
-    from sweeps import summary
-    from trainables.nested import Plan, train
 
     t0 = time.perf_counter()
     if not spec.verbose:
         _quiet_ray()
     ours = _init_ray(spec.address, spec.verbose)
+    importing.join()
+    from ray import tune
+
+    from sweeps import summary
+    from trainables.nested import Plan, train
+
     entry = registry.get(spec.model)
     resources, gpus = _resources(spec)
     local = "://" not in spec.storage
