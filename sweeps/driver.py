@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import json
 import os
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from search_spaces import domains, strategies
-from sweeps import merge, provenance, resume
+from sweeps import imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
@@ -301,25 +300,11 @@ def _trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def _import_in_background(names: tuple[str, ...]) -> threading.Thread:
-    """Import `names` in a thread: `ray.init` mostly waits for Ray's processes to start."""
-
-    def imports() -> None:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except Exception:  # imported again where it is used, which says what is wrong
-                continue
-
-    thread = threading.Thread(target=imports, name="tune-imports", daemon=True)
-    thread.start()
-    return thread
-
-
 def run(spec: SweepSpec, prepared: Prepared) -> int:
     """Fit (or restore) the Tune experiment, then print the ranking; returns the exit code."""
     searcher = ("optuna", "ray.tune.search.optuna") if spec.mode == "optuna" else ()
-    importing = _import_in_background(("ray.tune", "trainables.nested", "sweeps.summary", *searcher))
+    # ray.init mostly waits for Ray's processes to start: Tune and the trainable import meanwhile.
+    importing = imports.in_background(("ray.tune", "trainables.nested", "sweeps.summary", *searcher), "tune-imports")
     import ray
 
     t0 = time.perf_counter()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import threading
 import traceback
 
 from ray.tune import Callback
 
+from sweeps import imports
 from sweeps.spec import SweepSpec
 
 # What the report imports on top of the driver's own (~2-3 s of CPU on a small machine).
@@ -29,15 +29,7 @@ def prepare() -> None:
 
     drawing.warm()
 
-    def imports() -> None:
-        for name in REPORT_IMPORTS:
-            try:
-                importlib.import_module(name)
-            except Exception:  # the report itself imports it again and says what is wrong
-                continue
-
-    _prepared.append(threading.Thread(target=imports, name="report-imports", daemon=True))
-    _prepared[0].start()
+    _prepared.append(imports.in_background(REPORT_IMPORTS, "report-imports"))
 
 
 class PrepareReport(Callback):
