@@ -155,7 +155,7 @@ def _impact(t: SweepTables) -> list[str]:
     if t.importances is not None:
         out += ["", "fANOVA importances (Optuna) over the complete configurations:", ""]
         if t.importances.empty:
-            out.append(f"_(none: needs at least {MIN_IMPORTANCE_CONFIGS} with varying parameters)_")
+            out.append(f"_(none: needs at least {MIN_IMPORTANCE_CONFIGS} of them, with varying parameters)_")
         else:
             out.append(
                 table(t.importances, {"param": "parameter", "importance": "importance", "configs": "configs"}, 3)
