@@ -44,8 +44,7 @@ def sequential(config_file: str, folds: int, seeds: int) -> tuple[float, float]:
     """(wall, the units' summed fit seconds) of the units in a plain loop, in a fresh process
     (imports included)."""
     code = f"""
-import sys, time, tempfile
-t0 = time.perf_counter()
+import sys, tempfile
 sys.path.insert(0, {str(ROOT)!r})
 from search_spaces import strategies
 from sweeps.spec import read_config_file, DEFAULT_SEEDS
