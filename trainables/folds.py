@@ -111,8 +111,8 @@ def check_rows(folds: list[Fold], timestamps: pd.Series, context: int, horizon: 
         for part, (win, rows) in need.items():
             if len(win) >= rows:
                 continue
-            need = f"{rows} (context {context} + horizon {horizon})" if part == "train" else f"horizon {horizon}"
-            short = f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {need}"
+            least = f"{rows} (context {context} + horizon {horizon})" if part == "train" else f"horizon {horizon}"
+            short = f"fold {fold.name!r}: {part} window has {len(win)} rows, needs at least {least}"
             if asset is None:
                 raise FoldError(short)
             raise ShortAsset(f"asset {asset!r}, {short}; leave the asset out with --drop-short-assets", asset)
