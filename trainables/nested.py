@@ -217,7 +217,8 @@ def _global_job(
         )
         for asset, out in outs.items():
             store.put_dir(out, dests[asset])
-    return {a: {**r, **_where()} for a, r in records.items()}
+    where = _where()
+    return {a: {**r, **where} for a, r in records.items()}
 
 
 def _where() -> dict:
