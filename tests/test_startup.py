@@ -45,3 +45,28 @@ def test_a_sweep_smaller_than_its_slots_prepares_at_its_first_end(monkeypatch):
     cb = summary.PrepareReport(configs=2, concurrent=4)
     cb.on_trial_complete(0, [], None)
     assert calls == [1]
+
+
+def test_a_tft_unit_imports_neither_transformers_nor_matplotlib():
+    # torchmetrics would import both (~2-3 s of CPU per trial process); the unit still trains and
+    # logs, and transformers stays visible to anything else in the process.
+    code = """
+import sys, tempfile
+from lightning_utilities.core.imports import RequirementCache
+check = RequirementCache._check_requirement
+from search_spaces import tft
+from trainables import registry
+from trainables.adapter import UnitData
+from trainables.data import load_prices
+from trainables.features import add_features
+from trainables.folds import generate, windows
+from trainables.unit import run_unit
+frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
+fold = generate(frame["timestamp"], 1, 126, 126)[0]
+with tempfile.TemporaryDirectory() as out:
+    record = run_unit(registry.get("tft").adapter(), {**tft.BASELINE, **tft.TINY},
+                      UnitData(frame, feats, *windows(fold, frame["timestamp"])), 0, out, out)
+print(record["metrics"]["val_pct_mae"] > 0, "lightning" in sys.modules, "transformers" in sys.modules,
+      "matplotlib" in sys.modules, RequirementCache._check_requirement is check, bool(RequirementCache("transformers")))
+"""
+    assert _python(code).split() == ["True", "True", "False", "False", "True", "True"]

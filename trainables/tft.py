@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
 import warnings
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +21,43 @@ from trainables.features import KNOWN_AHEAD
 
 _GROUP = "series"
 _CACHED_FOLDS = 4  # (train, val) datasets kept per trial process: every seed of a fold reuses them
+# Packages torchmetrics imports from its __init__ when installed, for metrics the TFT never uses:
+# transformers (BERTScore, InfoLM, CLIP) and matplotlib (Metric.plot). ~2-3 s of CPU per trial process.
+_UNUSED_BY_TFT = ("transformers", "matplotlib")
+
+
+def _import_torchmetrics() -> None:
+    """Import torchmetrics (Lightning and pytorch-forecasting need it) without `_UNUSED_BY_TFT`.
+
+    torchmetrics asks lightning_utilities' RequirementCache whether each optional package is
+    installed and imports it if so; during this one import the cache answers no for those two,
+    so their metrics are defined without them. Nothing else asks during it (Lightning and
+    pytorch-forecasting check neither), and later checks get the true answer: transformers stays
+    importable for anything else in the process. With another torchmetrics this is a no-op.
+    """
+    if "torchmetrics" in sys.modules:
+        return
+    try:
+        from lightning_utilities.core.imports import RequirementCache
+
+        check = RequirementCache._check_requirement
+    except (ImportError, AttributeError):
+        return
+
+    def lean(cache) -> None:
+        name = re.split(r"[^A-Za-z0-9_.-]", cache.requirement or "", maxsplit=1)[0]
+        if name not in _UNUSED_BY_TFT:
+            return check(cache)
+        cache.available, cache.message = False, f"{name}: left out of torchmetrics by the TFT adapter"
+
+    RequirementCache._check_requirement = lean
+    try:
+        import torchmetrics  # noqa: F401
+    finally:
+        RequirementCache._check_requirement = check
+
+
+_import_torchmetrics()
 
 
 class _Memo:
