@@ -60,6 +60,7 @@ base = {{**spaces.BASELINE, **fields["training_config"]}}
 configs = strategies.grid(base, fields["param_ranges"])
 frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
 cls = registry.get("tft").adapter()
+cls.prepare_worker()  # as every sweep worker does: the loop's units are the sweep's
 fit = 0.0
 for config in configs:
     for fold in generate(frame["timestamp"], {folds}, 126, 126):

@@ -47,7 +47,7 @@ def test_a_sweep_smaller_than_its_slots_prepares_at_its_first_end(monkeypatch):
     assert calls == [1]
 
 
-def test_a_tft_unit_imports_neither_transformers_nor_matplotlib():
+def test_a_tft_sweep_worker_imports_neither_transformers_nor_matplotlib():
     # torchmetrics would import both (~2-3 s of CPU per trial process); the unit still trains and
     # logs, and transformers stays visible to anything else in the process.
     code = """
@@ -61,6 +61,7 @@ from trainables.data import load_prices
 from trainables.features import add_features
 from trainables.folds import generate, windows
 from trainables.unit import run_unit
+registry.get("tft").adapter().prepare_worker()  # as trainables.nested does in every sweep worker
 frame, feats = add_features(load_prices(None, "SPX"), "BASELINE_FEATURES")
 fold = generate(frame["timestamp"], 1, 126, 126)[0]
 with tempfile.TemporaryDirectory() as out:
@@ -70,3 +71,9 @@ print(record["metrics"]["val_pct_mae"] > 0, "lightning" in sys.modules, "transfo
       "matplotlib" in sys.modules, RequirementCache._check_requirement is check, bool(RequirementCache("transformers")))
 """
     assert _python(code).split() == ["True", "True", "False", "False", "True", "True"]
+
+
+def test_a_users_own_process_keeps_torchmetrics_whole():
+    # Loading a best TFT in a notebook must not take torchmetrics' plots away: only workers go lean.
+    code = "import trainables.tft, torchmetrics.utilities.imports as i; print(bool(i._MATPLOTLIB_AVAILABLE))"
+    assert _python(code).strip() == "True"

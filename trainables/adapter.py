@@ -93,6 +93,12 @@ class Adapter(ABC):
         """Optimizer steps a unit of `config` trains for at most (0: it reports no validations)."""
         return 0
 
+    @classmethod
+    def prepare_worker(cls) -> None:
+        """Process-wide set-up of a sweep's worker (trial process or unit task) before its units;
+        never run in a user's own process (loading a best model, a notebook)."""
+        return None  # nothing by default (a hook, not an abstract method)
+
     def validated(self, step: int, loss: float) -> None:
         """Called by `fit` after each validation pass (not the sanity check, not before training)."""
         if self.on_validation is not None:

@@ -167,10 +167,12 @@ def _device() -> str:
     return "cuda" if gpus and torch.cuda.is_available() else "cpu"
 
 
-def _set_threads(cpus: float) -> None:
+def _prepare(entry: registry.ModelEntry, cpus: float) -> None:
+    """This worker process's torch threads and its model's own set-up (repeats are no-ops)."""
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))
+    entry.adapter().prepare_worker()
 
 
 def _unit_job(
@@ -187,7 +189,7 @@ def _unit_job(
     """Run one unit and store its files at each of `dests` (several when seeds share it); runs in the
     trial process or as a Ray task on any node. The caller writes record.json after this returns,
     so a unit with a record is complete."""
-    _set_threads(cpus)
+    _prepare(entry, cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
         record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on, on_validation)
@@ -209,7 +211,7 @@ def _global_job(
 ) -> dict[str, dict]:
     """One model on every asset of a fold (`--fit global`), each asset's files stored at its `dests`
     entry; the caller writes the records. Runs in the trial process or as a Ray task."""
-    _set_threads(cpus)
+    _prepare(entry, cpus)
     with tempfile.TemporaryDirectory() as tmp:
         outs = {a: os.path.join(tmp, a) for a in datas}
         records = run_global_unit(

@@ -31,9 +31,10 @@ def _import_torchmetrics() -> None:
 
     torchmetrics asks lightning_utilities' RequirementCache whether each optional package is
     installed and imports it if so; during this one import the cache answers no for those two,
-    so their metrics are defined without them. Nothing else asks during it (Lightning and
-    pytorch-forecasting check neither), and later checks get the true answer: transformers stays
-    importable for anything else in the process. With another torchmetrics this is a no-op.
+    so their metrics are defined without them (BERTScore and Metric.plot then fail in this
+    process: sweep workers only, see `prepare_worker`). Nothing else asks during it (Lightning
+    and pytorch-forecasting check neither), and later checks get the true answer: transformers
+    stays importable for anything else. A no-op once torchmetrics is imported.
     """
     if "torchmetrics" in sys.modules:
         return
@@ -55,9 +56,6 @@ def _import_torchmetrics() -> None:
         import torchmetrics  # noqa: F401
     finally:
         RequirementCache._check_requirement = check
-
-
-_import_torchmetrics()
 
 
 class _Memo:
@@ -119,6 +117,10 @@ class TFTAdapter(Adapter):
     @classmethod
     def planned_steps(cls, config: dict[str, Any]) -> int:
         return tft_space.planned_steps(config)
+
+    @classmethod
+    def prepare_worker(cls) -> None:
+        _import_torchmetrics()
 
     @staticmethod
     def horizon(config: dict[str, Any]) -> int:
