@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                 "(all in report.md)",
                 file=sys.stderr,
             )
-        for note in report.tables.notes:
-            print(f"warning: {note}", file=sys.stderr)
+        for note in report.tables.notes:  # what was left out and why, or how a table was computed
+            print(f"note: {note}", file=sys.stderr)
     return 0
 
 

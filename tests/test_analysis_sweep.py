@@ -289,7 +289,7 @@ def test_report_survives_corrupt_records_missing_and_all_nan_metrics(swept, tmp_
         record["metrics"] = {k: v for k, v in record["metrics"].items() if "rel_mae" not in k}
         open(path, "w").write(json.dumps(record))
     assert report.main([str(sweep), "--metric", "val_rel_mae", "--no-plots"]) == 0  # no unit has it at all
-    assert "no unit records val_rel_mae" in capsys.readouterr().err
+    assert "note: no unit records val_rel_mae" in capsys.readouterr().err
 
 
 def test_best_prints_spa_and_mcs_next_to_the_winner(swept, capsys):
