@@ -29,11 +29,20 @@ from trainables.unit import EARLY_STOP_ON
 from trainables.weights import WeightsNotFound
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default, unless it is None, False or "" (not given: the help says what happens)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == "":
+            return action.help
+        return super()._get_help_string(action)
+
+
 def parser(model: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"python sweeps/{model}.py",
         description=f"Sweep {model} hyperparameters over walk-forward folds × replica seeds with Ray Tune.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Defaults,
     )
     g = p.add_argument_group("what to search")
     g.add_argument(
@@ -103,6 +112,13 @@ def parser(model: str) -> argparse.ArgumentParser:
         type=int,
         help="steps forecast from each origin, the same in every configuration (default: the model's baseline); "
         "give every model the same one to compare them",
+    )
+    d.add_argument(
+        "--context",
+        type=int,
+        help="rows of history each forecast reads, the same in every configuration: fixes the model's "
+        "context hyperparameter (TFT max_encoder_length) in every mode, Optuna's space included "
+        "(default: each configuration's own)",
     )
     r = p.add_argument_group("where and how it runs")
     r.add_argument("--storage", default="results", help="results root: local directory or s3://bucket/prefix")
@@ -174,6 +190,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         param_ranges=fields.get("param_ranges", {}),
         points=_read_points(args.configs) if args.configs else None,
         horizon=_horizon(args.horizon, entry, fields.get("param_ranges", {})),
+        context=_context(args.context, entry, fields.get("param_ranges", {})),
         max_runs=args.max_runs,
         num_samples=args.num_samples,
         metric=args.metric,
@@ -208,6 +225,14 @@ def _horizon(horizon: int | None, entry: registry.ModelEntry, ranges: dict) -> i
     if entry.horizon_key in ranges:
         raise SpecError(f"--horizon fixes {entry.horizon_key}: remove param_ranges.{entry.horizon_key} (or --horizon)")
     return horizon
+
+
+def _context(context: int | None, entry: registry.ModelEntry, ranges: dict) -> int | None:
+    """--context: it fixes the rows of history of every configuration (whether folds hold them is
+    checked with the data)."""
+    if context is not None and entry.context_key in ranges:
+        raise SpecError(f"--context fixes {entry.context_key}: remove param_ranges.{entry.context_key} (or --context)")
+    return context
 
 
 def _weight_flags(args: argparse.Namespace, baseline: dict) -> dict:

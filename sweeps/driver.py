@@ -36,7 +36,7 @@ class Prepared:
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     """The largest value `key` takes in this sweep's configurations (for checking fold lengths)."""
     entry = registry.get(spec.model)
-    spaces, fixed = entry.spaces(), spec.fixed(entry.horizon_key)
+    spaces, fixed = entry.spaces(), spec.fixed(entry)
     if key in fixed:
         return int(fixed[key])
     if spec.mode != "optuna":
@@ -57,7 +57,7 @@ def _most_steps(spec: SweepSpec, base: dict) -> int:
     steps = getattr(entry.spaces(), "planned_steps", None)
     if spec.parallel_units > 1 or steps is None:
         return 0
-    fixed = spec.fixed(entry.horizon_key)
+    fixed = spec.fixed(entry)
     if spec.mode != "optuna":
         configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
         return max((steps(c) for c in configs[: spec.max_runs]), default=0)
@@ -413,7 +413,7 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
     listed = []
     if spec.mode != "optuna":  # an Optuna sweep grows by re-running its sampled configurations
         base = spec.baseline(entry.spaces().BASELINE)
-        fixed = spec.fixed(entry.horizon_key)
+        fixed = spec.fixed(entry)
         listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
     todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds, prepared.assets)
     print(f"--merge: {len(todo)} configuration(s) have units to run")
@@ -448,7 +448,7 @@ def _new_tuner(
         num_samples=spec.num_samples,
         max_concurrent=concurrent,
         seed=spec.seed,
-        fixed=spec.fixed(entry.horizon_key),
+        fixed=spec.fixed(entry),
         study_name=spec.name,
         optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
     )

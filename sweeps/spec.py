@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from search_spaces.strategies import MODES
 from trainables.data import ALL, Columns, DataError, check_asset_name
 from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
 from trainables.unit import EARLY_STOP_ON
+
+if TYPE_CHECKING:
+    from trainables.registry import ModelEntry
 
 FILE_KEYS = {
     "output_subdir",
@@ -71,6 +74,7 @@ class SweepSpec:
     param_ranges: dict[str, list] = field(default_factory=dict)
     points: list[dict] | None = None
     horizon: int | None = None  # --horizon: every configuration forecasts this many steps
+    context: int | None = None  # --context: every configuration reads this many rows of history
     early_stop_on: str = "val"  # the split that chooses each unit's checkpoint / epoch (unit.EARLY_STOP_ON)
     max_runs: int | None = None
     num_samples: int = 20
@@ -95,9 +99,11 @@ class SweepSpec:
     def sweep_dir(self) -> str:
         return _join(self.storage, self.name)
 
-    def fixed(self, horizon_key: str) -> dict:
-        """Hyperparameters every configuration must take, whatever its mode lists (`--horizon`)."""
-        return {horizon_key: self.horizon} if self.horizon is not None else {}
+    def fixed(self, entry: ModelEntry) -> dict:
+        """Hyperparameters every configuration must take, whatever its mode or Optuna space lists
+        (`--horizon`, `--context`)."""
+        given = {entry.horizon_key: self.horizon, entry.context_key: self.context}
+        return {k: v for k, v in given.items() if v is not None}
 
     def baseline(self, model_baseline: dict) -> dict:
         """The model's baseline with the file's training_config on top (`seed` is not a hyperparameter)."""
@@ -322,6 +328,7 @@ def _positive(spec: SweepSpec) -> None:
         "--train-size": (spec.folds.train_size, 1),
         "--max-failures": (spec.max_failures, 0),
         "--horizon": (spec.horizon, 1),
+        "--context": (spec.context, 1),
     }
     for flag, (value, low) in checks.items():
         if value is not None and value < low:

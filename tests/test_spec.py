@@ -128,6 +128,8 @@ CLI_CASES = [
     (["--resume", "auto", "--name", "../up"], "--name '../up' must be a plain directory name"),
     (["--horizon", "0"], "--horizon must be at least 1"),
     (["--horizon", "-2"], "--horizon must be at least 1"),
+    (["--context", "0"], "--context must be at least 1"),
+    (["--context", "6000"], r"needs at least 6001 \(context 6000 \+ horizon 1\)"),
 ]
 
 
@@ -302,6 +304,33 @@ def test_horizon_in_param_ranges_conflicts(tmp_path, capsys):
     path = _write(tmp_path, {"param_ranges": {"max_prediction_length": [1, 5]}})
     code, err = _main(["--config", path, "--horizon", "3", "--storage", str(tmp_path / "r")], capsys)
     assert code == 2 and "--horizon fixes max_prediction_length" in err
+
+
+def test_context_in_param_ranges_conflicts(tmp_path, capsys):
+    path = _write(tmp_path, {"param_ranges": {"max_encoder_length": [30, 60]}})
+    code, err = _main(["--config", path, "--context", "40", "--storage", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--context fixes max_encoder_length" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode", ["priority", "optuna"])
+def test_context_and_horizon_fix_every_configuration(tmp_path, mode):
+    from search_spaces import strategies
+    from sweeps.cli import parser, spec_from_args
+    from trainables import registry
+
+    argv = ["--mode", mode, "--context", "40", "--horizon", "3", "--storage", str(tmp_path / "r")]
+    spec = spec_from_args("tft", parser("tft").parse_args(argv))
+    entry = registry.get("tft")
+    fixed = spec.fixed(entry)
+    assert fixed == {"max_encoder_length": 40, "max_prediction_length": 3}
+    search = strategies.build(mode, entry.spaces(), spec.baseline(entry.spaces().BASELINE), fixed=fixed)
+    if mode == "optuna":  # Optuna's space searches max_encoder_length unless it is fixed
+        assert "max_encoder_length" in entry.spaces().OPTUNA
+        assert search.param_space["max_encoder_length"] == 40
+        assert search.param_space["max_prediction_length"] == 3
+    else:  # PRIORITY lists an encoder-120 point
+        configs = strategies.configurations(mode, entry.spaces(), entry.spaces().BASELINE, {}, None, fixed)
+        assert {(c["max_encoder_length"], c["max_prediction_length"]) for c in configs} == {(40, 3)}
 
 
 def test_horizon_fixes_every_configuration_of_every_mode():
