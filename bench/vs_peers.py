@@ -15,9 +15,12 @@ loss, no early stopping, hidden size in 8..64, learning rate in 1e-4..3e-2. Size
   same-work   no pruning anywhere and the same fixed configurations: ours `--mode priority --configs`
               (FIFO); ptf has ranges only, so its Optuna study (NopPruner) gets the configurations
               as enqueued trials; nf (FIFO, it never prunes by default) as points_to_evaluate;
-  as-shipped  each tool's own search and pruning: ours `--mode optuna --scheduler asha` (its OPTUNA
-              space, encoder 20..120), ptf's TPE + SuccessiveHalvingPruner, nf's random search
-              (no pruner), the peers with encoder 60.
+  as-shipped  each tool's own search and pruning, every tool at encoder 60: ours `--mode optuna
+              --scheduler asha --context 60` (its OPTUNA space but the encoder), ptf's TPE +
+              SuccessiveHalvingPruner, nf's random search (no pruner). Each tool's search is seeded
+              with the round's number (ours `--seed r`, ptf `TPESampler(seed=r)`, nf
+              `BasicVariantGenerator(random_state=r)`): every round draws other configurations
+              in every tool, the same ones in a rerun, so the medians are over draws, not one draw.
 Parallelism is each tool's default on the 2 cores: ours 2 trials at once, 1 CPU (torch thread)
 each; ptf one trial at a time in one process (torch's default 2 threads); nf one Ray trial at a
 time with every CPU. Beyond training each does its own: ours forecasts val and test from every
@@ -100,7 +103,8 @@ def ours(job: dict, tmp: str) -> list[str]:
     args += ["--storage", os.path.join(tmp, "results"), "--name", "bench", "--gpus-per-trial", "0"]
     if job["way"] == "same-work":
         return [*args, "--mode", "priority", "--configs", _write(tmp, "configs.json", job["points"])]
-    return [*args, "--mode", "optuna", "--num-samples", str(job["configs"]), "--scheduler", "asha"]
+    return [*args, "--mode", "optuna", "--num-samples", str(job["configs"]), "--scheduler", "asha",
+            "--context", str(ENCODER), "--seed", str(job["seed"])]  # fmt: skip
 
 
 PTF = """
@@ -125,7 +129,11 @@ train_ds = TimeSeriesDataSet(  # as trainables/tft.py builds ours (features NONE
 val_ds = TimeSeriesDataSet.from_dataset(
     train_ds, frame.iloc[: s["val_stop"]], min_prediction_idx=s["train_stop"], stop_randomization=True
 )
-study = None  # as-shipped: the tuner's own study (TPE, SuccessiveHalvingPruner)
+# as-shipped: the study the tuner makes itself (TPE, SuccessiveHalvingPruner), its TPE seeded
+study = optuna.create_study(
+    direction="minimize", pruner=optuna.pruners.SuccessiveHalvingPruner(),
+    sampler=optuna.samplers.TPESampler(seed=job["seed"]),
+)
 if job["way"] == "same-work":
     # The tuner ignores its `pruner` argument when handed a study: the study carries NopPruner.
     study = optuna.create_study(direction="minimize", pruner=optuna.pruners.NopPruner())
@@ -165,7 +173,8 @@ config = {{
     "hidden_size": tune.choice([8, 16, 32, 64]), "learning_rate": tune.loguniform(1e-4, 3e-2),
     "enable_progress_bar": False, "enable_model_summary": False,
 }}
-kwargs = {{}}  # as-shipped: AutoTFT's default search, BasicVariantGenerator(random_state=1)
+# as-shipped: AutoTFT's default search, BasicVariantGenerator (its default random_state is 1)
+kwargs = {{"search_alg": BasicVariantGenerator(random_state=job["seed"])}}
 if job["way"] == "same-work":
     config.update(dropout=0.1, n_head=2)
     points = [{{"learning_rate": c["learning_rate"], "hidden_size": c["hidden_size"]}} for c in job["points"]]
@@ -261,6 +270,7 @@ def measure(sizes: list[str], ways: list[str], tools: list[str], rounds: int | N
         for way in ways:
             job = {"configs": n, "steps": steps, "way": way, "split": fold, "points": configurations(n)}
             for r in range(rounds or default_rounds):
+                job["seed"] = r  # as-shipped: each round's searches draw other configurations
                 for tool in tools if r % 2 == 0 else tools[::-1]:  # A B C, then C B A
                     wall, note = run(tool, job, keep)
                     walls.setdefault((size, way, tool), []).append(wall)
