@@ -95,6 +95,25 @@ TINY = {
 ZERO_SHOT = {"max_steps": 0}
 
 
+# The released Toto-Open-Base-1.0 reads 64-step patches (its config.json's patch_size).
+RELEASED_PATCH = 64
+
+
+def context_error(context: int, patch: int) -> str | None:
+    """Why Toto cannot read `context` rows in `patch`-step patches, or None."""
+    if context <= 0 or context % patch:
+        return f"context_length {context} must be a positive multiple of Toto's patch size {patch}"
+    return None
+
+
+def config_error(config: dict) -> str | None:
+    """Why a configuration cannot run, known before any model loads (the sweep checks it at the
+    door); the adapter checks the context again against the patch of the weights it loaded."""
+    c = {**BASELINE, **config}
+    patch = SIZES[c["size"]]["patch_size"] if c["init"] == "scratch" else RELEASED_PATCH
+    return context_error(int(c["context_length"]), patch)
+
+
 def planned_steps(config: dict) -> int:
     """Optimizer steps a unit of `config` trains for at most (ASHA's clock; no model import needed)."""
     c = {**BASELINE, **config}

@@ -116,6 +116,7 @@ def prepare(spec: SweepSpec) -> Prepared:
     for frame in frames.values():
         _check_positive(spec, frame)
     _check_weights(base)
+    _check_configs(spec, base)
     _check_target(spec, folds, tuple(a for a in frames if a is not None))
     _warn_few_origins(folds, frames, context, horizon)  # last: bad input gets its one error line alone
     assets = tuple(a for a in frames if a is not None)
@@ -187,6 +188,24 @@ def _check_weights(base: dict) -> None:
         for key in ("pretrained", "tokenizer"):
             if key in base:
                 weights.resolve(base[key])
+
+
+def _check_configs(spec: SweepSpec, base: dict) -> None:
+    """A configuration the model cannot run (its search-space module's `config_error`) stops the
+    sweep here, not in every trial. Optuna: the fixed values (the space's own are valid)."""
+    entry = registry.get(spec.model)
+    error = getattr(entry.spaces(), "config_error", None)
+    if error is None:
+        return
+    fixed = spec.fixed(entry)
+    if spec.mode == "optuna":
+        configs = [{**base, **fixed}]
+    else:
+        configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
+    for config in configs[: spec.max_runs]:
+        problem = error(config)
+        if problem:
+            raise SpecError(f"{spec.model}: {problem} (set by --context, training_config or the mode's configurations)")
 
 
 def _check_target(spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, ...]) -> None:

@@ -333,6 +333,29 @@ def test_context_and_horizon_fix_every_configuration(tmp_path, mode):
         assert {(c["max_encoder_length"], c["max_prediction_length"]) for c in configs} == {(40, 3)}
 
 
+@pytest.mark.parametrize("mode", ["quick", "optuna"])
+def test_a_context_toto_cannot_read_is_refused_at_the_door(tmp_path, capsys, mode):
+    from sweeps.cli import main
+
+    storage = tmp_path / "r"
+    argv = ["--mode", mode, "--init", "scratch", "--context", "60", "--storage", str(storage)]
+    code = main("toto", argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "context_length 60 must be a positive multiple of Toto's patch size 16" in err
+    assert not storage.exists()
+
+
+def test_toto_config_error_reads_the_patch_of_the_weights_the_config_names():
+    from search_spaces import toto
+
+    assert toto.config_error({"init": "scratch", "size": "tiny", "context_length": 48}) is None  # patch 16
+    assert "patch size 64" in toto.config_error({"init": "scratch", "size": "small", "context_length": 48})
+    assert "patch size 64" in toto.config_error({"init": "pretrained", "context_length": 96})
+    assert toto.config_error({"context_length": 512}) is None  # the baseline: the released model
+    assert toto.config_error({"init": "scratch", "context_length": 0}) is not None
+
+
 def test_horizon_fixes_every_configuration_of_every_mode():
     from search_spaces import strategies, toto
 

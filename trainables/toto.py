@@ -196,9 +196,9 @@ class TotoAdapter(Adapter):
         return self.model
 
     def _check_context(self) -> None:
-        context = self.context_length(self.config)
-        if context <= 0 or context % self._patch:
-            raise ValueError(f"context_length {context} must be a positive multiple of Toto's patch size {self._patch}")
+        problem = toto_space.context_error(self.context_length(self.config), self._patch)
+        if problem:
+            raise ValueError(problem)
 
     # ----------------------------------------------------------------------------- training
 
