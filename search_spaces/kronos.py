@@ -1,5 +1,7 @@
 """Kronos search spaces: data only. Strategy builders live in search_spaces.strategies."""
 
+import os
+
 from search_spaces import domains as d
 
 # The released Kronos-small with its tokenizer; the predictor fine-tuned at upstream's predictor
@@ -101,6 +103,45 @@ TINY = {
 }
 # What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
 ZERO_SHOT = {"tokenizer_steps": 0, "predictor_steps": 0}
+
+
+# Context each released predictor was trained with (kronos-finance's model zoo).
+MAX_CONTEXT = {"Kronos-mini": 2048, "Kronos-small": 512, "Kronos-base": 512}
+DEFAULT_MAX_CONTEXT = 512
+
+
+def max_context(config: dict) -> int:
+    """Longest token window the configured predictor was trained on."""
+    if config["init"] == "scratch":
+        return DEFAULT_MAX_CONTEXT
+    name = os.path.basename(str(config["pretrained"]).rstrip("/"))
+    return MAX_CONTEXT.get(name, DEFAULT_MAX_CONTEXT)
+
+
+def config_error(config: dict) -> str | None:
+    """The first bad field of a configuration, or None (the sweep checks it at the door, the
+    adapter again when it is built)."""
+    c = {**BASELINE, **config}
+    limit = max_context(c)
+    checks = {
+        "init": c["init"] in ("pretrained", "scratch"),
+        "size": c["size"] in SIZES,
+        "context_length": 2 <= int(c["context_length"]) <= limit,
+        "prediction_length": int(c["prediction_length"]) >= 1,
+        "tokenizer_steps": int(c["tokenizer_steps"]) >= 0,
+        "predictor_steps": int(c["predictor_steps"]) >= 0,
+        "batch_size": int(c["batch_size"]) >= 1,
+        "learning_rate": float(c["learning_rate"]) > 0,
+        "tokenizer_learning_rate": float(c["tokenizer_learning_rate"]) > 0,
+        "temperature": float(c["temperature"]) > 0,
+        "top_p": 0 < float(c["top_p"]) <= 1,
+        "num_samples": int(c["num_samples"]) >= 1,
+    }
+    for key, ok in checks.items():
+        if not ok:
+            hint = f" (this model's max context is {limit})" if key == "context_length" else ""
+            return f"bad {key}={c[key]!r}{hint}"
+    return None
 
 
 def planned_steps(config: dict) -> int:

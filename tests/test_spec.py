@@ -346,6 +346,15 @@ def test_a_context_toto_cannot_read_is_refused_at_the_door(tmp_path, capsys, mod
     assert not storage.exists()
 
 
+def test_a_kronos_context_beyond_the_predictors_window_is_refused_at_the_door(tmp_path, capsys):
+    from sweeps.cli import main
+
+    code = main("kronos", ["--init", "scratch", "--context", "600", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad context_length=600 (this model's max context is 512)" in err, err
+    assert not (tmp_path / "r").exists()
+
+
 def test_toto_config_error_reads_the_patch_of_the_weights_the_config_names():
     from search_spaces import toto
 

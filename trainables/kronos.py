@@ -37,10 +37,6 @@ from trainables.kronos_training import (
 _TOKENIZER_FIXED = {"d_in": 6, "ffn_dropout_p": 0.0, "attn_dropout_p": 0.0, "resid_dropout_p": 0.0,
                     "beta": 0.05, "gamma0": 1.0, "gamma": 1.1, "zeta": 0.05}  # fmt: skip
 
-# Context each released predictor was trained with (kronos-finance's model zoo).
-_MAX_CONTEXT = {"Kronos-mini": 2048, "Kronos-small": 512, "Kronos-base": 512}
-_DEFAULT_MAX_CONTEXT = 512
-
 _COLUMNS = ("open", "high", "low", "close", "volume", "amount")
 _CLOSE = _COLUMNS.index("close")
 _CLIP = 5.0  # normalised inputs are clipped to ±5, as upstream
@@ -50,36 +46,6 @@ _PREDICT_BATCH = 256  # sampled paths per forward pass
 # are scored, so there are more of them than windows were when every row of a window counted.
 _VAL_WINDOWS = 32
 _PARTS = {"tokenizer": "tokenizer", "predictor": "pretrained"}  # component → its weight hyperparameter
-
-
-def max_context(config: dict[str, Any]) -> int:
-    """Longest token window the configured predictor was trained on."""
-    if config["init"] == "scratch":
-        return _DEFAULT_MAX_CONTEXT
-    name = os.path.basename(str(config["pretrained"]).rstrip("/"))
-    return _MAX_CONTEXT.get(name, _DEFAULT_MAX_CONTEXT)
-
-
-def _check_config(config: dict[str, Any], limit: int) -> None:
-    """Raise ValueError naming the first bad field."""
-    checks = {
-        "init": config["init"] in ("pretrained", "scratch"),
-        "size": config["size"] in SIZES,
-        "context_length": 2 <= int(config["context_length"]) <= limit,
-        "prediction_length": int(config["prediction_length"]) >= 1,
-        "tokenizer_steps": int(config["tokenizer_steps"]) >= 0,
-        "predictor_steps": int(config["predictor_steps"]) >= 0,
-        "batch_size": int(config["batch_size"]) >= 1,
-        "learning_rate": float(config["learning_rate"]) > 0,
-        "tokenizer_learning_rate": float(config["tokenizer_learning_rate"]) > 0,
-        "temperature": float(config["temperature"]) > 0,
-        "top_p": 0 < float(config["top_p"]) <= 1,
-        "num_samples": int(config["num_samples"]) >= 1,
-    }
-    for key, ok in checks.items():
-        if not ok:
-            hint = f" (this model's max context is {limit})" if key == "context_length" else ""
-            raise ValueError(f"kronos: bad {key}={config[key]!r}{hint}")
 
 
 # ---------------------------------------------------------------------------- models
@@ -225,8 +191,10 @@ class KronosAdapter(Adapter):
 
     def __init__(self, config: dict[str, Any], seed: int, device: str = "cpu") -> None:
         super().__init__({**BASELINE, **config}, seed, device)  # defaults: the space's baseline
-        self.max_context = max_context(self.config)
-        _check_config(self.config, self.max_context)
+        self.max_context = kronos_space.max_context(self.config)
+        problem = kronos_space.config_error(self.config)
+        if problem:
+            raise ValueError(f"kronos: {problem}")
         self.tokenizer: KronosTokenizer | None = None
         self.model: Kronos | None = None
 
