@@ -1,4 +1,7 @@
-"""Kronos search spaces: data only. Strategy builders live in search_spaces.strategies."""
+"""Kronos search spaces: data, and the rules a configuration must meet (no model import).
+
+Strategy builders live in search_spaces.strategies.
+"""
 
 import os
 

@@ -33,16 +33,24 @@ class Prepared:
     dropped: dict[str, str] = field(default_factory=dict)  # --drop-short-assets: asset -> why
 
 
+def _listed(spec: SweepSpec, baseline: dict) -> list[dict]:
+    """The configurations a non-Optuna sweep runs (its mode's list, `--max-runs` applied)."""
+    entry = registry.get(spec.model)
+    listed = strategies.configurations(
+        spec.mode, entry.spaces(), baseline, spec.param_ranges, spec.points, spec.fixed(entry)
+    )
+    return listed[: spec.max_runs]
+
+
 def _longest(spec: SweepSpec, key: str, baseline: dict) -> int:
     """The largest value `key` takes in this sweep's configurations (for checking fold lengths)."""
     entry = registry.get(spec.model)
-    spaces, fixed = entry.spaces(), spec.fixed(entry)
+    fixed = spec.fixed(entry)
     if key in fixed:
         return int(fixed[key])
     if spec.mode != "optuna":
-        configs = strategies.configurations(spec.mode, spaces, baseline, spec.param_ranges, spec.points, fixed)
-        return int(max(c[key] for c in configs[: spec.max_runs]))
-    dom = spaces.OPTUNA.get(key)
+        return int(max(c[key] for c in _listed(spec, baseline)))
+    dom = entry.spaces().OPTUNA.get(key)
     if dom is None:
         return int(baseline[key])
     return int(max(baseline[key], domains.largest(dom)))
@@ -57,10 +65,9 @@ def _most_steps(spec: SweepSpec, base: dict) -> int:
     steps = getattr(entry.spaces(), "planned_steps", None)
     if spec.parallel_units > 1 or steps is None:
         return 0
-    fixed = spec.fixed(entry)
     if spec.mode != "optuna":
-        configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
-        return max((steps(c) for c in configs[: spec.max_runs]), default=0)
+        return max((steps(c) for c in _listed(spec, base)), default=0)
+    fixed = spec.fixed(entry)
     # Optuna: every searched number at its largest (an upper bound is all the clock needs).
     numeric = {k: v for k, v in entry.spaces().OPTUNA.items() if k not in fixed and domains.numeric(v)}
     numbers = {k: domains.largest(v) for k, v in numeric.items()}
@@ -197,12 +204,8 @@ def _check_configs(spec: SweepSpec, base: dict) -> None:
     error = getattr(entry.spaces(), "config_error", None)
     if error is None:
         return
-    fixed = spec.fixed(entry)
-    if spec.mode == "optuna":
-        configs = [{**base, **fixed}]
-    else:
-        configs = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
-    for config in configs[: spec.max_runs]:
+    configs = [{**base, **spec.fixed(entry)}] if spec.mode == "optuna" else _listed(spec, base)
+    for config in configs:
         problem = error(config)
         if problem:
             raise SpecError(f"{spec.model}: {problem} (set by --context, training_config or the mode's configurations)")
@@ -431,10 +434,8 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
     """The merged sweep's configurations that still miss units: its strategy's list plus the stored ones."""
     listed = []
     if spec.mode != "optuna":  # an Optuna sweep grows by re-running its sampled configurations
-        base = spec.baseline(entry.spaces().BASELINE)
-        fixed = spec.fixed(entry)
-        listed = strategies.configurations(spec.mode, entry.spaces(), base, spec.param_ranges, spec.points, fixed)
-    todo = merge.to_run([*listed[: spec.max_runs], *stored], prior, prepared.folds, spec.seeds, prepared.assets)
+        listed = _listed(spec, spec.baseline(entry.spaces().BASELINE))
+    todo = merge.to_run([*listed, *stored], prior, prepared.folds, spec.seeds, prepared.assets)
     print(f"--merge: {len(todo)} configuration(s) have units to run")
     return todo
 
