@@ -7,9 +7,9 @@ Every other flag goes to each `sweeps/<model>.py`, except the weight flags (--pr
 --tokenizer, --init, --size), which go only to the models that have that setting. `--config FILE`
 is either one sweep file for every model or an object with one sweep file per model
 ({"tft": {...}, "chronos2": {...}}). `--name X` names the sweeps X_<model> (default
-<model>_<mode>). Every model's flags are checked before the first sweep starts. The comparison
-(each model's best configuration on the folds × seeds all share, the winner first) is printed
-and written to <storage>/comparison_<name or mode>/.
+<model>_<mode>). Every model's flags, data, folds, weights and configurations are checked before
+the first sweep starts. The comparison (each model's best configuration on the folds × seeds all
+share, the winner first) is printed and written to <storage>/comparison_<name or mode>/.
 """
 
 from __future__ import annotations
@@ -21,16 +21,19 @@ if __name__ == "__main__":
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import tempfile
 
-from sweeps import cli
+from sweeps import cli, driver
 from sweeps.spec import SpecError, SweepSpec
 from trainables import registry, store
 from trainables.data import DataError
 from trainables.folds import FoldError
+from trainables.weights import WeightsNotFound
 
 WEIGHT_FLAGS = ("--pretrained", "--tokenizer", "--init", "--size")
 
@@ -109,7 +112,11 @@ def _specs(models: list[str], argvs: dict[str, list[str]]) -> dict[str, SweepSpe
         args = cli.parser(model).parse_args(argvs[model])
         try:
             specs[model] = cli.resumed_spec(model, args) if args.resume else cli.spec_from_args(model, args)
-        except (SpecError, DataError, FoldError) as exc:
+            # The data, folds, weights and configurations, as the model's own run checks them (and
+            # prints its warnings then, not twice).
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                driver.prepare(specs[model])
+        except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
             raise SpecError(f"{model}: {exc}") from None
         spec = specs[model]
         if not spec.resume and not spec.overwrite and store.exists(spec.sweep_dir):

@@ -208,7 +208,7 @@ def _check_configs(spec: SweepSpec, base: dict) -> None:
     for config in configs:
         problem = error(config)
         if problem:
-            raise SpecError(f"{spec.model}: {problem} (set by --context, training_config or the mode's configurations)")
+            raise SpecError(f"{problem} (set by --context, training_config or the mode's configurations)")
 
 
 def _check_target(spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, ...]) -> None:

@@ -346,6 +346,17 @@ def test_a_context_toto_cannot_read_is_refused_at_the_door(tmp_path, capsys, mod
     assert not storage.exists()
 
 
+def test_all_models_refuse_a_context_one_model_cannot_read_before_any_sweep(tmp_path, capsys):
+    from sweeps import all as runner
+
+    storage = tmp_path / "r"
+    argv = ["--models", "tft,toto", "--init", "scratch", "--context", "60", "--storage", str(storage)]
+    assert runner.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "toto: context_length 60 must be a positive multiple of Toto's patch size 16" in err, err
+    assert len(err.strip().splitlines()) == 1 and not storage.exists()  # tft's sweep never started
+
+
 def test_a_kronos_context_beyond_the_predictors_window_is_refused_at_the_door(tmp_path, capsys):
     from sweeps.cli import main
 
