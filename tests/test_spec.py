@@ -316,6 +316,7 @@ def test_context_in_param_ranges_conflicts(tmp_path, capsys):
 def test_context_and_horizon_fix_every_configuration(tmp_path, mode):
     from search_spaces import strategies
     from sweeps.cli import parser, spec_from_args
+    from sweeps.driver import _listed
     from trainables import registry
 
     argv = ["--mode", mode, "--context", "40", "--horizon", "3", "--storage", str(tmp_path / "r")]
@@ -323,13 +324,14 @@ def test_context_and_horizon_fix_every_configuration(tmp_path, mode):
     entry = registry.get("tft")
     fixed = spec.fixed(entry)
     assert fixed == {"max_encoder_length": 40, "max_prediction_length": 3}
-    search = strategies.build(mode, entry.spaces(), spec.baseline(entry.spaces().BASELINE), fixed=fixed)
+    base = spec.baseline(entry.spaces().BASELINE)
     if mode == "optuna":  # Optuna's space searches max_encoder_length unless it is fixed
+        search = strategies.build(mode, entry.spaces(), base, fixed=fixed)
         assert "max_encoder_length" in entry.spaces().OPTUNA
         assert search.param_space["max_encoder_length"] == 40
         assert search.param_space["max_prediction_length"] == 3
-    else:  # PRIORITY lists an encoder-120 point
-        configs = strategies.configurations(mode, entry.spaces(), entry.spaces().BASELINE, {}, None, fixed)
+    else:  # PRIORITY lists an encoder-120 point; the configurations the driver runs
+        configs = _listed(spec, base)
         assert {(c["max_encoder_length"], c["max_prediction_length"]) for c in configs} == {(40, 3)}
 
 
