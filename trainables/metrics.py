@@ -91,6 +91,18 @@ def loss_differential(y_true, y_pred, y_last) -> np.ndarray:
     return np.mean(np.abs(y_pred - y_true) - np.abs(_naive(y_true, y_last) - y_true), axis=1)
 
 
+def hac_variance(d: np.ndarray, h: int) -> float:
+    """Newey–West long-run variance of `d` (Bartlett kernel, h − 1 lags): the variance of an
+    h-step forecast's per-origin series, whose overlapping origins are correlated up to lag h − 1."""
+    d = np.asarray(d, dtype="float64")
+    n = len(d)
+    dc = d - d.mean()
+    var = np.dot(dc, dc) / n
+    for lag in range(1, min(h, n)):
+        var += 2 * (1 - lag / h) * np.dot(dc[lag:], dc[:-lag]) / n
+    return float(var)
+
+
 def dm_test(d: np.ndarray, h: int) -> tuple[float, float]:
     """Diebold–Mariano test of mean(d) < 0 (the model's loss is lower): (statistic, one-sided p).
 
@@ -104,10 +116,7 @@ def dm_test(d: np.ndarray, h: int) -> tuple[float, float]:
     n = len(d)
     if n < 3:
         return float("nan"), float("nan")
-    dc = d - d.mean()
-    var = np.dot(dc, dc) / n
-    for lag in range(1, h):
-        var += 2 * (1 - lag / h) * np.dot(dc[lag:], dc[:-lag]) / n
+    var = hac_variance(d, h)
     if var <= 0:  # a constant differential: the sign alone decides
         stat = float(np.sign(d.mean()) * np.inf) if not np.allclose(d, 0) else 0.0
     else:
