@@ -31,6 +31,15 @@ def _versus(verdict: dict) -> str:
     return f"{verdict.get('verdict', 'untested')} (p = {fmt(p, 3)})" if p is not None else "untested"
 
 
+def _dist(verdict: dict, against: str) -> str:
+    """beats_naive_prob / beats_garch with its p-value, in words."""
+    beats = verdict.get("beats_naive_prob" if against == "prob" else "beats_garch")
+    p = verdict.get(f"test_dm_p_{against}")
+    if beats is None or p is None:
+        return "untested"
+    return f"{'beats it' if beats else 'does not beat it'} (p = {fmt(p, 3)})"
+
+
 def _best(best: dict | None, metric: str) -> list[str]:
     if best is None:
         return ["No configuration completed every fold × seed."]
@@ -44,6 +53,20 @@ def _best(best: dict | None, metric: str) -> list[str]:
         ("MASE val / test", f"{fmt(m.get('val_mase'), 4)} / {fmt(m.get('test_mase'), 4)}"),
         ("vs naive on test (one-sided DM, pooled)", _versus(best.get("verdict", {}))),
         ("in the 90 % MCS (val)", _yes(best.get("verdict", {}).get("in_mcs"))),
+        (
+            "quantile loss val / test: rel_ql (< 1 beats the probabilistic random walk)",
+            f"{fmt(m.get('val_rel_ql'), 4)} / {fmt(m.get('test_rel_ql'), 4)}",
+        ),
+        ("distribution vs random walk on test (one-sided DM on QL)", _dist(best.get("verdict", {}), "prob")),
+        ("distribution vs GARCH(1,1)-t on test (one-sided DM on QL)", _dist(best.get("verdict", {}), "garch")),
+        (
+            "80 % / 95 % band coverage (test)",
+            f"{fmt(m.get('test_coverage80'), 3)} / {fmt(m.get('test_coverage95'), 3)}",
+        ),
+        (
+            "calibration (test: Kupiec, Christoffersen, HAC coverage)",
+            best.get("verdict", {}).get("calibration", "untested"),
+        ),
         ("val_sharpe / test_sharpe", f"{fmt(m.get('val_sharpe'), 2)} / {fmt(m.get('test_sharpe'), 2)}"),
         ("units compared", str(best["units_compared"])),
     ]
@@ -96,8 +119,38 @@ def _verdicts(t: SweepTables, summary: dict) -> list[str]:
         "(so the best one's luck is accounted for). MCS: the configurations statistically indistinguishable from "
         f"the best (Hansen, Lunde & Nason; {v.get('mcs_method', 'R')} statistic). Stationary bootstrap, "
         f"{v.get('bootstrap', {}).get('reps')} replications, mean block length {block}, seed {v.get('seed')}.",
+        *_dist_verdicts(v),
         *(f"\n> {n}" for n in v.get("notes", [])),
     ]
+    return lines
+
+
+def _dist_verdicts(v: dict) -> list[str]:
+    """The same questions asked of the forecast distributions (quantile loss), and the benchmarks' calibration."""
+    prob, garch = v.get("spa_pvalue_prob") or {}, v.get("spa_pvalue_garch") or {}
+    beats_rw, beats_garch = v.get("beats_naive_prob_count") or {}, v.get("beats_garch_count") or {}
+    lines = [
+        "",
+        "**The forecast distributions.** Loss: the quantile loss over the levels 0.1 … 0.9 (2 × pinball, the "
+        "anchors' WQL/SQL numerator; not the CRPS) per origin, horizon mean. Benchmarks: the probabilistic random "
+        "walk (last price × the training window's empirical k-step return quantiles) and a GARCH(1,1) with "
+        "Student-t innovations fitted on each fold's training window only.",
+        "",
+        "| split | SPA p (none beats the random walk) | beat it alone | SPA p (none beats GARCH) | beat GARCH alone "
+        "| in the 90 % MCS on QL |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("val", "test"):
+        lines.append(
+            f"| {split} | {fmt(prob.get(split), 3)} | {beats_rw.get(split, 0)} | {fmt(garch.get(split), 3)} "
+            f"| {beats_garch.get(split, 0)} | {(v.get('mcs_size_ql') or {}).get(split, 0)} |"
+        )
+    refs = v.get("calibration_reference") or {}
+    if refs:
+        lines += [
+            "",
+            "Benchmarks on test: " + "; ".join(f"{k}: {r.get('word', 'untested')}" for k, r in refs.items()) + ".",
+        ]
     return lines
 
 
@@ -106,8 +159,9 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
     shown = shown.assign(configuration=config_labels(t.ranked, shown.index))
     if "test_rel_mae" in shown:
         shown = shown.assign(rel_mae_col=shown["test_rel_mae"])
-    if "in_mcs" in shown:
-        shown = shown.assign(in_mcs=shown["in_mcs"].map({True: "yes", False: "no"}).fillna(""))
+    for col in ("in_mcs", "beats_naive_prob", "beats_garch"):
+        if col in shown:
+            shown = shown.assign(**{col: shown[col].map({True: "yes", False: "no"}).fillna("")})
     test = "test_" + t.metric.removeprefix("val_")
     cols = {
         "rank": "rank",
@@ -120,6 +174,10 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
         "test_dm_p_pooled": "DM p (test, one-sided)",
         "verdict": "vs naive (test)",
         "in_mcs": "in MCS (val)",
+        "test_rel_ql": "rel QL (test)",
+        "beats_naive_prob": "dist. beats RW (test)",
+        "beats_garch": "dist. beats GARCH (test)",
+        "calibration": "calibration (test)",
         "assets_beating_naive": "assets beating naive (test DM)",
         "worst_asset": "worst asset",
         f"worst_asset_{t.metric}": f"{t.metric} there",

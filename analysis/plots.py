@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from analysis import files  # noqa: E402
 from analysis.impact import MIN_IMPORTANCE_CONFIGS  # noqa: E402
 from analysis.ranking import config_labels  # noqa: E402
+from trainables import quantiles  # noqa: E402
 
 BLUE, RED, GREEN, GREY = "#4c72b0", "#c44e52", "#55a868", "#8c8c8c"
 
@@ -170,7 +171,8 @@ def curves_plot(curves: pd.DataFrame, labels: dict[str, str], path: str) -> str:
 
 
 def forecast_plot(table: pd.DataFrame, label: str, path: str) -> str:
-    """One-step-ahead forecast vs actual and naive on each fold's test window (seeds averaged)."""
+    """One-step-ahead forecast vs actual and naive on each fold's test window, with the 80 % and
+    95 % bands where the model gives them (seeds averaged)."""
     import matplotlib.dates as mdates
 
     title = f"Test forecasts of the best configuration: {_wrap(label, 60)}"
@@ -179,10 +181,16 @@ def forecast_plot(table: pd.DataFrame, label: str, path: str) -> str:
     first = table[table["step"] == 1]
     folds = first.drop_duplicates("fold").sort_values("fold_end")["fold"].tolist()
     fig, axes = plt.subplots(len(folds), 1, figsize=(10, 2.8 * len(folds) + 0.6), squeeze=False)
+    bands = [(b, quantiles.column(lo), quantiles.column(hi)) for b, (lo, hi) in sorted(quantiles.BANDS.items())]
+    shown = ["y_true", "y_pred", "y_naive", *[c for _, lo, hi in bands for c in (lo, hi) if c in first]]
     for ax, fold in zip(axes[:, 0], folds):
-        part = first[first["fold"] == fold].groupby("timestamp")[["y_true", "y_pred", "y_naive"]].mean()
+        part = first[first["fold"] == fold].groupby("timestamp")[shown].mean()
+        for band, lo, hi in reversed(bands):  # the wide band under the narrow one
+            if lo in part and part[[lo, hi]].notna().all(axis=None):
+                alpha = 0.18 if band == 95 else 0.32
+                ax.fill_between(part.index, part[lo], part[hi], color=BLUE, alpha=alpha, lw=0, label=f"{band} % band")
         ax.plot(part.index, part["y_true"], color="black", lw=1.6, label="actual")
-        ax.plot(part.index, part["y_pred"], color=BLUE, lw=1.4, marker="o", ms=3, label="1-step forecast (seed mean)")
+        ax.plot(part.index, part["y_pred"], color=BLUE, lw=1.4, marker="o", ms=2, label="1-step forecast (seed mean)")
         ax.plot(part.index, part["y_naive"], color=GREY, lw=1, ls="--", label="naive (last value)")
         ax.set_title(f"{fold}", fontsize=10)
         locator = mdates.AutoDateLocator(maxticks=8)
@@ -242,4 +250,46 @@ def history_plot(history: pd.DataFrame, metric: str, mode: str, path: str) -> st
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
     ax.set_title(title)
+    return _save(fig, path)
+
+
+def calibration_plot(best: pd.DataFrame, garch: pd.DataFrame, label: str, path: str) -> str:
+    """The best configuration's test PIT histogram (step 1) and, for it, the probabilistic random walk
+    and GARCH, each level's observed share of actuals below the forecast quantile (all steps)."""
+    from analysis.calibration import pit
+
+    title = f"Calibration on test: {_wrap(label, 60)}"
+    cols = quantiles.columns()
+    if best.empty or best[cols].isna().all(axis=None):
+        return _empty(path, title, "no forecast quantiles stored (a point-only model, or an older sweep)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    one = best[best["step"] == 1]
+    hist = pit(one["y_true"].to_numpy("float64"), one[cols].to_numpy("float64"))
+    edges = np.concatenate([[0.0], quantiles.LEVELS, [1.0]])
+    widths = np.diff(edges)
+    density = np.asarray(hist.counts) / max(hist.n, 1) / widths
+    left.bar(edges[:-1], density, width=widths, align="edge", color=BLUE, edgecolor="white", label="model")
+    left.axhline(1.0, color="black", lw=1, ls="--", label="calibrated (uniform)")
+    left.set_xlabel("PIT: where the actual falls among the forecast quantiles")
+    left.set_ylabel("density")
+    left.set_title(f"PIT, step 1 (n = {hist.n}, χ² p = {hist.pvalue:.3g})", fontsize=10)
+    left.legend(fontsize=8)
+    levels = np.asarray(quantiles.LEVELS)
+    right.plot([0, 1], [0, 1], color="black", lw=1, ls="--", label="nominal")
+    rw = best[best["config_id"] == best["config_id"].iloc[0]] if "config_id" in best else best
+    sources = [("model", best, "", BLUE), ("random walk", rw, quantiles.RW_PREFIX, GREY)]
+    if not garch.empty:
+        sources.append(("GARCH(1,1)-t", garch, "", RED))
+    for name, table, prefix, color in sources:
+        q = table[quantiles.columns(prefix)].to_numpy("float64")
+        y = table["y_true"].to_numpy("float64")[:, None]
+        ok = np.isfinite(q)
+        below = np.where(ok, y < q, np.nan)
+        share = np.nanmean(below, axis=0) if ok.any() else np.full(len(levels), np.nan)
+        right.plot(levels, share, color=color, marker="o", ms=4, label=name)
+    right.set_xlabel("nominal level τ")
+    right.set_ylabel("share of actuals below the τ quantile")
+    right.set_title("Quantile reliability, every step", fontsize=10)
+    right.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
     return _save(fig, path)

@@ -83,6 +83,10 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
         "errors": [{"error": e, "configurations": n} for e, n in errors.most_common()],
         "spa_pvalue": v["spa_pvalue"],
         "answer": verdicts.spa_words(v["spa_pvalue"].get("test")),
+        "answer_distribution": {
+            "vs_random_walk": verdicts.spa_words((v.get("spa_pvalue_prob") or {}).get("test"), "the random walk"),
+            "vs_garch": verdicts.spa_words((v.get("spa_pvalue_garch") or {}).get("test"), "GARCH"),
+        },
         "verdicts": v,
         "configurations_vs_naive": _versus_naive(t.ranked),
         "flagged_units": flagged_units(t.runs, t.metric),
@@ -158,6 +162,14 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
             first = universe.assets_of(t.runs)[0]
             table, label = table[table["asset"] == first], f"{label} — {first}"
         drawer.submit(plots.forecast_plot, table, label, files.join(base, out["Forecast vs actual (test)"]))
+        if t.distribution is not None:
+            out["Calibration (test)"] = "plots/calibration.png"
+            bands, garch = t.distribution.bands, t.distribution.garch
+            best = bands[bands["config_id"] == best_id]
+            h = t.verdicts.horizon if t.verdicts is not None else None
+            test = garch[(garch["split"] == "test") & (garch["horizon"] == h)] if len(garch) else garch
+            path = files.join(base, out["Calibration (test)"])
+            drawer.submit(plots.calibration_plot, best, test, labels[best_id], path)
     return out
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from analysis import drift, impact, universe, verdicts
+from analysis.losses import Tables
 from analysis.ranking import rank_configs, ranked_units
 from analysis.runs import Sweep
 
@@ -30,6 +31,7 @@ class SweepTables:
     drift: pd.DataFrame | None = None
     drift_summary: dict | None = None
     verdicts: verdicts.Verdicts | None = None
+    distribution: Tables | None = None  # the losses, test bands and GARCH forecasts behind the verdicts
     notes: list[str] = field(default_factory=list)
 
 
@@ -58,9 +60,8 @@ def _drift(sweep: Sweep, t: SweepTables) -> None:
 def add_verdicts(t: SweepTables, settings: verdicts.Settings) -> None:
     """SPA / MCS / pooled DM of the ranked configurations, joined into `t.ranked`; problems become notes."""
     try:
-        losses, unreadable = verdicts.losses_of(t.runs)
-        t.verdicts = verdicts.compute(t.ranked, losses, settings)
-        t.ranked = verdicts.attach(t.ranked, t.verdicts)
+        t.ranked, t.verdicts, t.distribution = verdicts.judge(t.ranked, t.runs, settings)
+        losses, unreadable = t.distribution.losses, t.distribution.unreadable
     except Exception as exc:  # a verdict that cannot be computed must not cost the rest of the report
         t.notes.append(f"verdicts not computed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
         return

@@ -26,6 +26,7 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
     assets = "assets_beating_naive" in ranked  # a universe: assets beaten naive on, worst asset
     lines = [
         f"rank  {metric} (mean ± std)  robust  {test}  {'rel_mae(test)  ' if rel else ''}vs naive (test DM)  MCS  "
+        "rel_ql(test)  dist>rw  dist>garch  calibration (test)  "
         f"{'assets>naive  worst asset  ' if assets else ''}units  {'sweep  ' if sweeps else ''}configuration"
     ]
     for i, r in shown.iterrows():
@@ -40,11 +41,24 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
         lines.append(
             f"{r['rank']:>4}  {fmt(r.get(metric))} ± {fmt(r.get(f'{metric}_std'))}  {fmt(r['robust_score'])}  "
             f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae')) + '  ' if rel else ''}{versus}  {_mcs(r.get('in_mcs'))}  "
-            f"{universe}{units}  {r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
+            f"{_dist_cells(r)}  {universe}{units}  {r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
         )
     if len(ranked) > top:
         lines.append(f"   … {len(ranked) - top} more")
     return "\n".join(lines)
+
+
+def _dist_cells(row: pd.Series) -> str:
+    """The distribution's verdicts of a ranked row: test rel_ql, beats the probabilistic random walk
+    and GARCH (one-sided DM on the quantile loss, with p), the calibration word."""
+
+    def beats(key: str, p: str) -> str:
+        return "-" if _mcs(row.get(key)) == "-" else f"{_mcs(row.get(key))} p={fmt(row.get(p))}"
+
+    return (
+        f"{fmt(row.get('test_rel_ql'))}  {beats('beats_naive_prob', 'test_dm_p_prob')}  "
+        f"{beats('beats_garch', 'test_dm_p_garch')}  {row.get('calibration', 'untested')}"
+    )
 
 
 def _unit_words(unit: dict) -> str:
@@ -77,8 +91,26 @@ def verdict_text(summary: dict) -> str:
             f"                       test: {spa_words(spa.get('test'))}",
             f"90 % Model Confidence Set (val): {mcs.get('val', 0)} of {tested.get('val', 0)} configuration(s), "
             "those statistically indistinguishable from the best",
+            *_dist_summary(summary),
         ]
     )
+
+
+def _dist_summary(summary: dict) -> list[str]:
+    """The distribution's answers: SPA vs the probabilistic random walk and vs GARCH on the quantile
+    loss (test), and how the two benchmarks themselves are calibrated."""
+    from analysis.verdicts import spa_words
+
+    prob, garch = summary.get("spa_pvalue_prob") or {}, summary.get("spa_pvalue_garch") or {}
+    if prob.get("test") is None and garch.get("test") is None:
+        return ["Forecast distributions: not judged (no stored quantiles, or too few shared origins)"]
+    refs = summary.get("calibration_reference") or {}
+    calibration = ", ".join(f"{name} {ref.get('word', 'untested')}" for name, ref in refs.items())
+    return [
+        f"Distribution beats the probabilistic random walk? test: {spa_words(prob.get('test'), 'the random walk')}",
+        f"Distribution beats GARCH(1,1)-t?                  test: {spa_words(garch.get('test'), 'GARCH')}",
+        f"Benchmarks' calibration (test): {calibration or 'untested'}",
+    ]
 
 
 def best_text(best: dict) -> str:
@@ -94,6 +126,10 @@ def best_text(best: dict) -> str:
             f"  vs naive on test: {verdict.get('verdict', 'untested')} (one-sided DM p = "
             f"{fmt(verdict.get('test_dm_p_pooled'))}), rel_mae {fmt(best['metrics'].get('test_rel_mae'))}; "
             f"in the 90 % MCS on val: {_mcs(mcs)}",
+            f"  distribution on test: rel_ql {fmt(best['metrics'].get('test_rel_ql'))}, beats the probabilistic "
+            f"random walk: {_mcs(verdict.get('beats_naive_prob'))} (p = {fmt(verdict.get('test_dm_p_prob'))}), "
+            f"beats GARCH: {_mcs(verdict.get('beats_garch'))} (p = {fmt(verdict.get('test_dm_p_garch'))}); "
+            f"{verdict.get('calibration', 'untested')}",
             f"  checkpoint: {best['checkpoint']}  ({_unit_words(unit)})",
         ]
     )

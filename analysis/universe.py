@@ -1,7 +1,8 @@
 """A universe's configurations judged asset by asset.
 
 For each complete configuration: on how many assets it beats the naive forecast (one-sided DM at
-5 % on the test split, the asset's folds concatenated in time, seeds averaged), and its worst
+5 % on the test split, the asset's folds concatenated in time, seeds averaged), on how many its
+distribution beats the probabilistic random walk and GARCH (the same test on the quantile loss), and its worst
 asset on the ranking metric; a configuration × asset table; the best configuration per asset
 (each asset ranked on its own units, as analysis.ranking does for the whole universe).
 """
@@ -38,27 +39,31 @@ def asset_matrix(runs: pd.DataFrame, metric: str, config_ids: list[str]) -> pd.D
     return table.reindex(index=[c for c in config_ids if c in table.index], columns=order)
 
 
-def _beats(losses: pd.DataFrame, horizon: int) -> float:
-    """One-sided DM p-value of a loss table (one configuration, one asset) against naive, in time order."""
+# What each count judges: (column, the loss, the reference's loss).
+COUNTS = (
+    ("assets_beating_naive", "loss", "naive_loss"),
+    ("assets_beating_naive_prob", "ql", "rw_ql"),
+    ("assets_beating_garch", "ql", "garch_ql"),
+)
+
+
+def _beats(losses: pd.DataFrame, horizon: int, loss: str = "loss", reference: str = "naive_loss") -> float:
+    """One-sided DM p-value of a loss table (one configuration, one asset) against a reference, in time order."""
     part = losses.sort_values(["fold_end", "origin"])
-    if len(part) < MIN_ORIGINS:
+    d = (part[loss] - part[reference]).dropna()
+    if len(d) < MIN_ORIGINS:
         return np.nan
-    return dm_test((part["loss"] - part["naive_loss"]).to_numpy(float), horizon)[1]
+    return dm_test(d.to_numpy(float), horizon)[1]
 
 
 def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """model, config_id, assets_beating_naive ("k/N"), assets_beating_naive_k, worst_asset,
+    """model, config_id, assets_beating_naive ("k/N") and its _k count (and the same for the
+    distribution vs the probabilistic random walk and vs GARCH), worst_asset,
     worst_asset_<metric> for each complete configuration of `ranked`."""
     mode = direction(metric)
     ok = ranked[ranked["status"] == "ok"]
-    cols = [
-        "model",
-        "config_id",
-        "assets_beating_naive",
-        "assets_beating_naive_k",
-        "worst_asset",
-        f"worst_asset_{metric}",
-    ]
+    counted = [c for name, _, _ in COUNTS for c in (name, f"{name}_k")]
+    cols = ["model", "config_id", *counted, "worst_asset", f"worst_asset_{metric}"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
     matrix = asset_matrix(runs, metric, list(ok["config_id"]))
@@ -70,19 +75,16 @@ def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, me
     for model, cid in zip(ok["model"], ok["config_id"]):
         values = matrix.loc[cid].dropna() if cid in matrix.index else pd.Series(dtype=float)
         worst = (values.idxmax() if mode == "min" else values.idxmin()) if len(values) else None
-        pvalues = [_beats(part, int(part["horizon"].max())) for part in groups.get((model, cid), [])]
-        tested = [p for p in pvalues if np.isfinite(p)]
-        k = sum(p < DM_LEVEL for p in tested)
-        rows.append(
-            {
-                "model": model,
-                "config_id": cid,
-                "assets_beating_naive": f"{k}/{len(tested)}",
-                "assets_beating_naive_k": k,
-                "worst_asset": worst,
-                f"worst_asset_{metric}": values.get(worst, np.nan) if worst is not None else np.nan,
-            }
-        )
+        row = {"model": model, "config_id": cid}
+        for name, loss, reference in COUNTS:
+            parts = groups.get((model, cid), [])
+            pvalues = [_beats(part, int(part["horizon"].max()), loss, reference) for part in parts]
+            tested = [p for p in pvalues if np.isfinite(p)]
+            k = sum(p < DM_LEVEL for p in tested)
+            row.update({name: f"{k}/{len(tested)}", f"{name}_k": k})
+        row.update(worst_asset=worst)
+        row[f"worst_asset_{metric}"] = values.get(worst, np.nan) if worst is not None else np.nan
+        rows.append(row)
     return pd.DataFrame(rows, columns=cols)
 
 

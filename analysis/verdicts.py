@@ -10,6 +10,12 @@ origins every configuration shares. Then, per split (val, test):
   p-value that answers "did the sweep find anything?" after trying them all;
 - the Model Confidence Set (arch.bootstrap.MCS): the configurations indistinguishable from the best.
 
+The same machinery judges the forecast distribution on the per-origin quantile loss (`ql`, the
+nine-level QL averaged over the horizon): against the probabilistic random walk
+(`beats_naive_prob`, SPA `spa_pvalue_prob`) and against a GARCH(1,1)-t fitted on each unit's
+training window (`beats_garch`, `spa_pvalue_garch`; analysis.garch), and the MCS on the QL
+(`in_mcs_ql`). The DM test on QL differentials is the unconditional Giacomini–White test.
+
 In a universe (units of several assets) each unit's losses are first divided by its training
 window's in-sample naive MAE (`mase_scale`, so no asset weighs by its price level), restricted to
 the (asset, fold) units every configuration holds, then averaged over assets per date: one loss
@@ -22,18 +28,17 @@ and named in `notes`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analysis import files
+from analysis.losses import LOSS_COLUMNS, LOSS_VALUES
 from trainables.metrics import DM_LEVEL, dm_test
 
 SPLITS = ("val", "test")
-# Column names per split. The headline verdicts carry no prefix: `beats_naive` on test (the
-# split nothing was selected on) and `in_mcs` on val (the split configurations are selected on).
+# Column names per split and judged loss. The headline verdicts carry no prefix: `beats_*` on test
+# (the split nothing was selected on) and `in_mcs*` on val (the split configurations are selected on).
 COLUMNS = {
     "val": {
         "stat": "val_dm_stat_pooled",
@@ -50,23 +55,60 @@ COLUMNS = {
         "mcs_p": "test_mcs_pvalue",
     },
 }
+PROB_COLUMNS = {
+    "val": {
+        "stat": "val_dm_stat_prob",
+        "p": "val_dm_p_prob",
+        "beats": "val_beats_naive_prob",
+        "mcs": "in_mcs_ql",
+        "mcs_p": "mcs_pvalue_ql",
+    },
+    "test": {
+        "stat": "test_dm_stat_prob",
+        "p": "test_dm_p_prob",
+        "beats": "beats_naive_prob",
+        "mcs": "test_in_mcs_ql",
+        "mcs_p": "test_mcs_pvalue_ql",
+    },
+}
+GARCH_COLUMNS = {
+    "val": {"stat": "val_dm_stat_garch", "p": "val_dm_p_garch", "beats": "val_beats_garch"},
+    "test": {"stat": "test_dm_stat_garch", "p": "test_dm_p_garch", "beats": "beats_garch"},
+}
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One loss judged against one reference: the columns it fills and where its SPA p-value goes."""
+
+    loss: str  # column of the losses table
+    reference: str  # the benchmark's loss column
+    columns: dict[str, dict[str, str]]
+    spa: str  # key of Verdicts.spa_of
+
+
+JUDGED = (
+    Judged("loss", "naive_loss", COLUMNS, "point"),
+    Judged("ql", "rw_ql", PROB_COLUMNS, "prob"),
+    Judged("ql", "garch_ql", GARCH_COLUMNS, "garch"),
+)
 # What a ranked row says about itself (best.py, best_model.json, the printed ranking).
-ROW_KEYS = ("verdict", "beats_naive", "test_dm_p_pooled", "in_mcs", "mcs_pvalue", "val_beats_naive", "test_in_mcs")
+ROW_KEYS = (
+    "verdict",
+    "beats_naive",
+    "test_dm_p_pooled",
+    "in_mcs",
+    "mcs_pvalue",
+    "val_beats_naive",
+    "test_in_mcs",
+    "beats_naive_prob",
+    "test_dm_p_prob",
+    "beats_garch",
+    "test_dm_p_garch",
+    "in_mcs_ql",
+    "calibration",
+)
 MCS_R_LIMIT = 100  # above this many configurations the MCS uses the max statistic (R is O(k²) per draw)
-LOSS_COLUMNS = [
-    "model",
-    "config_id",
-    "split",
-    "asset",
-    "fold_id",
-    "fold_end",
-    "origin",
-    "horizon",
-    "loss",
-    "naive_loss",
-    "mase_scale",
-]
-LOSSES_VERSION = "2"  # 2: asset, mase_scale
 
 
 class VerdictError(ValueError):
@@ -98,8 +140,8 @@ class Settings:
 class Verdicts:
     """Per configuration (`table`) and per split (`spa`, `origins`, `block_size`), plus notes."""
 
-    table: pd.DataFrame  # model, config_id, then the COLUMNS of each split
-    spa: dict[str, float] = field(default_factory=dict)
+    table: pd.DataFrame  # model, config_id, then the columns of each JUDGED loss and split
+    spa_of: dict[str, dict[str, float]] = field(default_factory=lambda: {j.spa: {} for j in JUDGED})
     origins: dict[str, int] = field(default_factory=dict)
     block_size: dict[str, int] = field(default_factory=dict)
     configurations: dict[str, int] = field(default_factory=dict)
@@ -107,71 +149,39 @@ class Verdicts:
     mcs_method: str = "R"
     settings: Settings = field(default_factory=Settings)
     notes: list[str] = field(default_factory=list)
+    calibration: dict[str, dict] = field(default_factory=dict)  # the random walk's and GARCH's (calibrated.references)
+
+    @property
+    def spa(self) -> dict[str, float]:
+        """SPA p-values of "no configuration beats the naive forecast" (point losses) per split."""
+        return self.spa_of["point"]
 
     def summary(self) -> dict:
         """The JSON-ready part for summary.json."""
-        beats = {s: int(self.table[COLUMNS[s]["beats"]].eq(True).sum()) for s in SPLITS}
-        mcs = {s: int(self.table[COLUMNS[s]["mcs"]].eq(True).sum()) for s in SPLITS}
+
+        def count(columns: dict, key: str) -> dict[str, int]:
+            return {s: int(self.table[columns[s][key]].eq(True).sum()) for s in SPLITS}
+
         return {
             "spa_pvalue": {s: self.spa.get(s) for s in SPLITS},
+            "spa_pvalue_prob": {s: self.spa_of["prob"].get(s) for s in SPLITS},
+            "spa_pvalue_garch": {s: self.spa_of["garch"].get(s) for s in SPLITS},
+            "beats_naive_prob_count": count(PROB_COLUMNS, "beats"),
+            "beats_garch_count": count(GARCH_COLUMNS, "beats"),
+            "mcs_size_ql": count(PROB_COLUMNS, "mcs"),
             "configurations_tested": self.configurations,
             "origins": self.origins,
             "horizon": self.horizon,
-            "beats_naive_count": beats,
-            "mcs_size": mcs,
+            "beats_naive_count": count(COLUMNS, "beats"),
+            "mcs_size": count(COLUMNS, "mcs"),
             "level": DM_LEVEL,
             "mcs_confidence": 1 - self.settings.mcs_size,
             "bootstrap": {"kind": "stationary", "reps": self.settings.reps, "block_size": self.block_size},
             "mcs_method": self.mcs_method,
             "seed": self.settings.seed,
+            "calibration_reference": self.calibration,
             "notes": self.notes,
         }
-
-
-def unit_losses(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (split, origin) of one unit's predictions table: model and naive absolute error, horizon mean."""
-    err = table.assign(
-        loss=(table["y_pred"] - table["y_true"]).abs(), naive_loss=(table["y_naive"] - table["y_true"]).abs()
-    )
-    g = err.groupby(["split", "origin"], sort=False)
-    out = g[["loss", "naive_loss"]].mean()
-    out["horizon"] = g["step"].max()
-    return out.reset_index()
-
-
-def read_losses(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Seed-averaged per-origin losses of every complete unit in `runs`; and the units that could not be read."""
-    done = runs[runs["status"] == "complete"].drop_duplicates(["model", "config_id", "fold_id", "seed"])
-    paths = [
-        files.join(str(t), "units", str(u), "predictions.parquet") for t, u in zip(done["trial_path"], done["unit"])
-    ]
-    parts, bad = [], []
-    for (_, row), raw, path in zip(done.iterrows(), files.read_many(paths), paths):
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(pa.BufferReader(raw)).to_pandas()
-        except Exception:  # missing or truncated file: flagged, the rest goes on
-            bad.append(path)
-            continue
-        losses = unit_losses(table)
-        parts.append(
-            losses.assign(
-                model=row["model"],
-                config_id=row["config_id"],
-                asset=str(row.get("asset") or ""),
-                fold_id=row["fold_id"],
-                fold_end=row["fold_end"],
-                mase_scale=float(row.get("mase_scale", np.nan)),
-            )
-        )
-    if not parts:
-        return pd.DataFrame(columns=LOSS_COLUMNS), bad
-    every = pd.concat(parts, ignore_index=True)
-    keys = ["model", "config_id", "split", "asset", "fold_id", "fold_end", "origin", "horizon"]
-    out = every.groupby(keys, sort=False)[["loss", "naive_loss", "mase_scale"]].mean().reset_index()
-    return out[LOSS_COLUMNS], bad
 
 
 def over_assets(losses: pd.DataFrame, configs: list[tuple[str, str]]) -> pd.DataFrame:
@@ -185,20 +195,25 @@ def over_assets(losses: pd.DataFrame, configs: list[tuple[str, str]]) -> pd.Data
     shared = set.intersection(*held.tolist()) if len(held) else set()
     part = part[part["fold_id"].isin(shared)]
     scale = part["mase_scale"].where(part["mase_scale"] > 0)
-    part = part.assign(loss=part["loss"] / scale, naive_loss=part["naive_loss"] / scale)
+    part = part.assign(**{c: part[c] / scale for c in LOSS_VALUES})
     keys = ["model", "config_id", "split", "fold_end", "origin", "horizon"]
-    out = part.groupby(keys, sort=False)[["loss", "naive_loss"]].mean().reset_index()
+    out = part.groupby(keys, sort=False)[LOSS_VALUES].mean().reset_index()
     return out.assign(asset="(universe)", fold_id=out["fold_end"], mase_scale=1.0)[LOSS_COLUMNS]
 
 
-def aligned(losses: pd.DataFrame, split: str, configs: list[tuple[str, str]]) -> tuple[pd.DataFrame, pd.Series]:
-    """(origins × configurations loss matrix, naive loss) on the origins all `configs` share, in time order."""
+def aligned(
+    losses: pd.DataFrame, split: str, configs: list[tuple[str, str]], loss: str = "loss", reference: str = "naive_loss"
+) -> tuple[pd.DataFrame, pd.Series]:
+    """(origins × configurations matrix of `loss`, the reference's loss) on the origins all
+    `configs` and the reference share, in time order."""
     part = losses[losses["split"] == split]
     part = part[pd.MultiIndex.from_frame(part[["model", "config_id"]]).isin(configs)]
     index = ["fold_end", "fold_id", "origin"]
-    wide = part.pivot_table(index=index, columns=["model", "config_id"], values="loss", aggfunc="mean")
-    wide = wide.reindex(columns=pd.MultiIndex.from_tuples(configs, names=["model", "config_id"])).dropna()
-    naive = part.groupby(index)["naive_loss"].mean().reindex(wide.index)
+    wide = part.pivot_table(index=index, columns=["model", "config_id"], values=loss, aggfunc="mean")
+    wide = wide.reindex(columns=pd.MultiIndex.from_tuples(configs, names=["model", "config_id"]))
+    wide = wide.dropna(axis=1, how="all").dropna()  # a configuration without this loss (no quantiles) drops out
+    naive = part.groupby(index)[reference].mean().reindex(wide.index)
+    wide, naive = wide[naive.notna().to_numpy()], naive.dropna()
     order = np.lexsort([wide.index.get_level_values("origin"), wide.index.get_level_values("fold_end")])
     return wide.iloc[order], naive.iloc[order]
 
@@ -208,9 +223,10 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
     settings.check()
     ok = ranked[ranked["status"] == "ok"]
     table = ok[["model", "config_id"]].reset_index(drop=True)
-    for c in COLUMNS.values():
-        table[[c["stat"], c["p"], c["mcs_p"]]] = np.nan
-        table[[c["beats"], c["mcs"]]] = None
+    for judged in JUDGED:
+        for c in judged.columns.values():
+            table[[c[k] for k in ("stat", "p", "mcs_p") if k in c]] = np.nan
+            table[[c[k] for k in ("beats", "mcs") if k in c]] = None
     out = Verdicts(table, settings=settings)
     if ok.empty or losses.empty:
         out.notes.append("no stored forecasts of complete configurations: no verdicts")
@@ -229,23 +245,36 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
     losses = over_assets(losses, same)
     if assets > 1:
         out.notes.append(f"losses scaled by each unit's in-sample naive MAE and averaged over {assets} assets per date")
-    for split in SPLITS:
-        _split(out, losses, split, same)
+    for judged in JUDGED:
+        for split in SPLITS:
+            _split(out, losses, split, same, judged)
     return out
 
 
-def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[str, str]]) -> None:
+def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[str, str]], judged: Judged) -> None:
     from arch.bootstrap import MCS, SPA
 
-    wide, naive = aligned(losses, split, configs)
+    point = judged.spa == "point"
+    if losses[judged.loss].isna().all() or losses[judged.reference].isna().all():
+        if not point and split == "test":
+            what = "forecast distributions" if losses[judged.loss].isna().all() else f"{judged.reference} losses"
+            out.notes.append(f"no {what}: no verdict on the distribution vs {judged.spa}")
+        return
+    wide, naive = aligned(losses, split, configs, judged.loss, judged.reference)
+    configs = [c for c in configs if c in wide.columns]  # a configuration without quantiles is not judged
+    wide = wide[configs]
     n = len(wide)
-    out.origins[split], out.configurations[split] = n, len(configs)
+    if point:
+        out.origins[split], out.configurations[split] = n, len(configs)
     if n < 10:
-        out.notes.append(f"{split}: only {n} shared origins: too few for a bootstrap test")
+        if point or split == "test":
+            what = "" if point else f" of {judged.loss} vs {judged.reference}"
+            out.notes.append(f"{split}: only {n} shared origins{what}: too few for a bootstrap test")
         return
     block = out.settings.block_size or max(1, int(np.sqrt(n)))
-    out.block_size[split] = block
-    rows, col = out.table.set_index(["model", "config_id"]).index, COLUMNS[split]
+    if point:
+        out.block_size[split] = block
+    rows, col = out.table.set_index(["model", "config_id"]).index, judged.columns[split]
     diff = wide.to_numpy() - naive.to_numpy()[:, None]
     for j, key in enumerate(wide.columns):
         stat, p = dm_test(diff[:, j], out.horizon or 1)
@@ -255,7 +284,9 @@ def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[
     s = out.settings
     spa = SPA(naive.to_numpy(), wide.to_numpy(), block_size=block, reps=s.reps, bootstrap="stationary", seed=s.seed)
     spa.compute()
-    out.spa[split] = float(spa.pvalues["consistent"])
+    out.spa_of[judged.spa][split] = float(spa.pvalues["consistent"])
+    if "mcs" not in col:
+        return
     if len(configs) < 2:
         out.table.loc[rows.get_loc(configs[0]), [col["mcs"], col["mcs_p"]]] = True, 1.0
         return
@@ -282,47 +313,13 @@ def verdict_words(p: float | None, level: float = DM_LEVEL) -> str:
     return "not better than naive"
 
 
-def spa_words(p: float | None) -> str:
-    """The SPA p-value as the answer to "did the sweep find anything that beats the random walk?"."""
+def spa_words(p: float | None, benchmark: str = "the naive forecast") -> str:
+    """The SPA p-value as the answer to "did the sweep find anything that beats the benchmark?"."""
     if p is None or not np.isfinite(p):
         return "not tested (too few shared forecasts)"
     if p < DM_LEVEL:
-        return f"yes: at least one configuration beats the naive forecast (SPA p = {p:.3f}, all tried counted)"
-    return f"no evidence that any configuration beats the naive forecast (SPA p = {p:.3f}, all tried counted)"
-
-
-LOSSES_FILE = "sweep_losses.parquet"
-
-
-def _units_key(runs: pd.DataFrame) -> str:
-    import hashlib
-
-    done = runs[runs["status"] == "complete"]
-    keys = [LOSSES_VERSION, *sorted(f"{t}/{u}" for t, u in zip(done["trial_id"], done["unit"]))]
-    return hashlib.sha1("\n".join(keys).encode()).hexdigest()
-
-
-def sweep_losses(sweep_path: str, runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Per-origin losses of one sweep's complete units, cached as sweep_losses.parquet while its units stay the same."""
-    path, key = files.join(sweep_path, LOSSES_FILE), _units_key(runs)
-    cached = files.read_parquet(path)
-    if cached is not None and cached[1].get("units") == key:
-        return cached[0], json.loads(cached[1].get("unreadable", "[]"))
-    losses, bad = read_losses(runs)
-    files.write_parquet(path, losses, {"units": key, "unreadable": json.dumps(bad)})
-    return losses, bad
-
-
-def losses_of(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Per-origin losses of every sweep in a tidy table (runs logged by hand have no forecasts)."""
-    parts, bad = [], []
-    tune_runs = runs[runs.get("source", pd.Series("tune", index=runs.index)) == "tune"]
-    for path, part in tune_runs.groupby("sweep_path", sort=False):
-        losses, missing = sweep_losses(str(path), part)
-        parts.append(losses)
-        bad += missing
-    parts = [p for p in parts if not p.empty]
-    return (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LOSS_COLUMNS)), bad
+        return f"yes: at least one configuration beats {benchmark} (SPA p = {p:.3f}, all tried counted)"
+    return f"no evidence that any configuration beats {benchmark} (SPA p = {p:.3f}, all tried counted)"
 
 
 def attach(ranked: pd.DataFrame, v: Verdicts) -> pd.DataFrame:
@@ -353,6 +350,19 @@ def settings_from(args) -> Settings:
     return Settings(args.bootstrap_reps, args.block_size, args.bootstrap_seed, args.mcs_size).check()
 
 
+def judge(ranked: pd.DataFrame, runs: pd.DataFrame, settings: Settings):
+    """(`ranked` with the verdict and calibration columns, the Verdicts, analysis.losses.Tables)
+    for the ranked configurations of `runs`."""
+    from analysis import calibrated
+    from analysis.losses import tables_of
+
+    tables = tables_of(runs)
+    judged = compute(ranked, tables.losses, settings)
+    judged.notes += tables.notes
+    judged.calibration = calibrated.references(tables.bands, tables.garch)
+    return calibrated.attach(attach(ranked, judged), tables.bands), judged, tables
+
+
 def rank_with_verdicts(
     runs: pd.DataFrame,
     metric: str,
@@ -376,8 +386,7 @@ def rank_with_verdicts(
     if settings is not None:
         from analysis import universe
 
-        losses, _ = losses_of(runs)
-        judged = compute(ranked, losses, settings)
-        ranked = universe.attach(attach(ranked, judged), runs, losses, metric)
+        ranked, judged, tables = judge(ranked, runs, settings)
+        ranked = universe.attach(ranked, runs, tables.losses, metric)
     ranked.attrs.update(horizon=horizon, left_out=left_out, verdicts=judged.summary() if judged else None)
     return ranked, runs

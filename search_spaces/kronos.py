@@ -102,7 +102,7 @@ TINY = {
     "tokenizer_steps": 2,
     "predictor_steps": 2,
     "batch_size": 4,
-    "num_samples": 2,
+    "num_samples": 40,  # the fewest draws that resolve every level (trainables.quantiles.from_samples)
 }
 # What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
 ZERO_SHOT = {"tokenizer_steps": 0, "predictor_steps": 0}

@@ -89,7 +89,7 @@ TINY = {
     "max_steps": 3,
     "warmup_steps": 1,
     "batch_size": 4,
-    "num_samples": 8,
+    "num_samples": 40,  # the fewest draws that resolve every level (trainables.quantiles.from_samples)
 }
 # What makes a configuration zero-shot (the weights as loaded, no fine-tuning).
 ZERO_SHOT = {"max_steps": 0}

@@ -68,6 +68,19 @@ def parser(model: str) -> argparse.ArgumentParser:
         help="split that picks each unit's checkpoint / early-stopping epoch: val (default; val then also "
         "ranks the configurations) or train-tail (a held-out tail of the training window, keeping val clean)",
     )
+    g.add_argument(
+        "--origin-stride",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rows between forecast origins in val and test (default 1: every row; overlapping h-step "
+        "forecasts, which the DM test's h-1 HAC lags and the block bootstraps allow for)",
+    )
+    g.add_argument(
+        "--point-only",
+        action="store_true",
+        help="score the point forecast only: no quantiles stored, NaN distribution metrics, no GARCH or calibration",
+    )
     w = p.add_argument_group("weights (foundation models: toto, chronos2, kronos)")
     w.add_argument("--pretrained", help="hub id or local directory of the weights (default: the official hub id)")
     w.add_argument("--tokenizer", help="kronos only: hub id or local directory of the tokenizer")
@@ -184,6 +197,8 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
         early_stop_on=args.early_stop_on or fields.get("early_stop_on", "val"),
+        origin_stride=args.origin_stride,
+        point_only=args.point_only,
         folds=folds,
         seeds=parse_seeds(args.seeds) if args.seeds else fields.get("seeds", (7, 11)),
         training_config=fields.get("training_config", {}),

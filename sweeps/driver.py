@@ -125,7 +125,9 @@ def prepare(spec: SweepSpec) -> Prepared:
     _check_weights(base)
     _check_configs(spec, base)
     _check_target(spec, folds, tuple(a for a in frames if a is not None))
-    _warn_few_origins(folds, frames, context, horizon)  # last: bad input gets its one error line alone
+    _warn_few_origins(
+        folds, frames, context, horizon, spec.origin_stride
+    )  # last: bad input gets its one error line alone
     assets = tuple(a for a in frames if a is not None)
     return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped)
 
@@ -174,17 +176,19 @@ def _check_positive(spec: SweepSpec, frame: pd.DataFrame) -> None:
         )
 
 
-def _warn_few_origins(folds: tuple[Fold, ...], frames: dict, context: int, horizon: int) -> None:
+def _warn_few_origins(folds: tuple[Fold, ...], frames: dict, context: int, horizon: int, stride: int) -> None:
     """A warning, not an error: too few origins per val / test window for the tests against naive."""
     from trainables.unit import origins
 
     stamps = [frame["timestamp"] for frame in frames.values()]
     for split, at in (("val", 1), ("test", 2)):
-        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon)) for f in folds for ts in stamps]
+        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon, stride)) for f in folds for ts in stamps]
         if min(counts) < MIN_ORIGINS:
+            need = (MIN_ORIGINS - 1) * stride + horizon  # rows that hold MIN_ORIGINS origins
+            fix = f"use --{split}-size {need}" + (" or a smaller --origin-stride" if stride > 1 else "")
             print(
-                f"warning: {split} windows give {min(counts)} forecast origin(s) at horizon {horizon} "
-                f"(fewer than {MIN_ORIGINS} leave the DM test vs naive weak): use --{split}-size {MIN_ORIGINS * horizon}",
+                f"warning: {split} windows give {min(counts)} forecast origin(s) at horizon {horizon}, stride "
+                f"{stride} (fewer than {MIN_ORIGINS} leave the tests vs naive weak): {fix}",
                 file=sys.stderr,
             )
 
@@ -338,6 +342,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
 
     from sweeps import summary
     from trainables.nested import Plan, train
+    from trainables.unit import Scoring
 
     entry = registry.get(spec.model)
     resources, gpus = _resources(spec)
@@ -354,6 +359,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
         features=prepared.features,
         metric=spec.metric,
         early_stop_on=spec.early_stop_on,
+        scoring=Scoring(spec.origin_stride, not spec.point_only),
         assets=prepared.assets,
         fit=spec.fit,
         parallel_units=spec.parallel_units,

@@ -15,6 +15,7 @@ from search_spaces.strategies import MODES
 from trainables.data import ALL, Columns, DataError, check_asset_name
 from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
+from trainables.metrics import needs_distribution
 from trainables.unit import EARLY_STOP_ON
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class SweepSpec:
     horizon: int | None = None  # --horizon: every configuration forecasts this many steps
     context: int | None = None  # --context: every configuration reads this many rows of history
     early_stop_on: str = "val"  # the split that chooses each unit's checkpoint / epoch (unit.EARLY_STOP_ON)
+    origin_stride: int = 1  # rows between forecast origins (trainables.unit.origins)
+    point_only: bool = False  # score the point forecast only: no quantiles, GARCH or calibration
     max_runs: int | None = None
     num_samples: int = 20
     metric: str = "val_pct_mae"
@@ -274,6 +277,12 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
         raise SpecError(f"--mode {spec.mode!r} is not one of {', '.join(MODES)}")
     if spec.early_stop_on not in EARLY_STOP_ON:
         raise SpecError(f"early_stop_on {spec.early_stop_on!r} is not one of {', '.join(EARLY_STOP_ON)}")
+    if spec.point_only and needs_distribution(spec.metric):
+        raise SpecError(
+            f"--metric {spec.metric} scores the forecast distribution: drop --point-only or pick a point metric"
+        )
+    if spec.origin_stride < 1:
+        raise SpecError(f"--origin-stride must be at least 1 (rows between forecast origins), got {spec.origin_stride}")
     if spec.assets is not None and spec.asset is not None:
         raise SpecError(
             "--asset and --assets cannot be used together: --asset X is the one-asset sweep, --assets X,Y a universe"

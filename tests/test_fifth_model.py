@@ -83,5 +83,11 @@ def test_the_fifth_model_sweeps_and_is_ranked(fifth, tmp_path):
     assert runs["shared_from"].notna().sum() == 3 * 2
     summary = generate(str(tmp_path / "r" / "s"), draw=False)
     assert summary.best["model"] == fifth and summary.summary["best_overall"]["config_id"] == summary.best["config_id"]
+    # Only `predict`: NaN distribution metrics and untested distribution verdicts, never a crash.
+    assert runs["val_ql"].isna().all() and runs["test_cov80_err"].isna().all()
+    assert summary.best["verdict"]["calibration"] == "untested"
+    assert summary.best["verdict"].get("beats_naive_prob") is None
+    assert summary.summary["verdicts"]["spa_pvalue_prob"]["test"] is None
+    assert summary.best["verdict"]["beats_naive"] is not None  # the point verdicts still stand
     spec = json.loads((tmp_path / "r" / "s" / "sweep.json").read_text())["spec"]
     assert spec["early_stop_on"] == "train-tail"

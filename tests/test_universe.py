@@ -163,7 +163,8 @@ def test_universe_report_has_per_asset_verdicts_rankings_and_heatmap(embedded, c
 
 
 def test_universe_verdicts_average_scaled_losses_over_assets_per_date(embedded):
-    from analysis.verdicts import losses_of, over_assets
+    from analysis.losses import losses_of
+    from analysis.verdicts import over_assets
 
     runs = sweep_runs(str(embedded))
     losses, bad = losses_of(runs)

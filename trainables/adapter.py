@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainables.quantiles import Forecast
+
 
 @dataclass(frozen=True)
 class Window:
@@ -61,7 +63,8 @@ def check_loss(loss: Any, where: str) -> None:
 
 
 class Adapter(ABC):
-    """One forecaster. Subclasses set `name` and implement the five methods below."""
+    """One forecaster. Subclasses set `name` and implement the abstract methods below (and
+    `forecast` where the model gives a distribution)."""
 
     name: str = ""
     # Set by the trial for a unit it runs in its own process: called with (optimizer step, val
@@ -127,6 +130,12 @@ class Adapter(ABC):
         Row k forecasts rows origins[k] .. origins[k] + horizon - 1 and may read only rows
         before origins[k] (at most `context_length` of them).
         """
+
+    def forecast(self, data: UnitData, origins: np.ndarray) -> Forecast:
+        """The point forecast and quantiles at trainables.quantiles.LEVELS per (origin, step), with
+        `predict`'s rules on what each origin may read. A model without a distribution keeps this
+        default: its quantiles are NaN (NaN distribution metrics, never a crash)."""
+        return Forecast.point_only(self.predict(data, origins))
 
     @abstractmethod
     def save(self, path: str) -> None:

@@ -22,7 +22,7 @@ from transformers.trainer_callback import TrainerCallback
 
 from search_spaces import chronos2 as chronos2_space
 from search_spaces.chronos2 import BASELINE, SIZES
-from trainables import foundation, weights
+from trainables import foundation, quantiles, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 
 # 21 levels as in the released model; long-horizon unrolling needs 0.1 … 0.9 among them.
@@ -280,6 +280,11 @@ class Chronos2Adapter(Adapter):
         )
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        return self.forecast(data, origins).point
+
+    def forecast(self, data: UnitData, origins: np.ndarray) -> quantiles.Forecast:
+        """The quantile head at LEVELS (`predict_quantiles`: the head's own levels where it has them,
+        Chronos' interpolation between its two outer levels for 0.025 / 0.975); the point is its 0.5."""
         if self.pipeline is None:
             self.pipeline = build_pipeline(self.config, self.device)
         context, horizon = self.context_length(self.config), self.horizon(self.config)
@@ -287,15 +292,16 @@ class Chronos2Adapter(Adapter):
         # Each origin gets its own slice, so no forecast can read a value at or after its origin.
         contexts = [torch.from_numpy(y[max(0, int(o) - context) : int(o)]) for o in origins]
         # No autocast: in bf16 the quantiles are rounded before they are de-normalised.
-        forecasts = self.pipeline.predict(
+        levels, _ = self.pipeline.predict_quantiles(
             contexts,
             prediction_length=horizon,
+            quantile_levels=list(quantiles.LEVELS),
             batch_size=_PREDICT_BATCH,
             context_length=context,
             cross_learning=False,  # True would let origins in one batch see each other's contexts
         )
-        median = self.pipeline.quantiles.index(0.5)
-        return np.stack([f[0, median].float().numpy() for f in forecasts]).astype(np.float64)
+        q = np.stack([f[0].float().numpy() for f in levels]).astype(np.float64)  # (origins, horizon, levels)
+        return quantiles.Forecast(q[..., quantiles.index(0.5)], q)
 
     def _untouched(self) -> bool:
         """Released weights, not fine-tuned: stored as a reference, not a copy."""

@@ -22,7 +22,7 @@ from kronos_finance._vendor.kronos_model.kronos import top_k_top_p_filtering
 
 from search_spaces import kronos as kronos_space
 from search_spaces.kronos import BASELINE, SIZES
-from trainables import foundation, weights
+from trainables import foundation, quantiles, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 from trainables.foundation import Board
 from trainables.kronos_training import (
@@ -287,20 +287,26 @@ class KronosAdapter(Adapter):
         return _windows(feats, stamps, starts, length, context_rows, self.device)
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
+        return self.forecast(data, origins).point
+
+    def forecast(self, data: UnitData, origins: np.ndarray) -> quantiles.Forecast:
+        """Median and sample quantiles (trainables.quantiles.from_samples) of the sampled paths' close."""
         if self.model is None:
             self.tokenizer, self.model = build_models(self.config, self.device)
         origins = np.asarray(origins, dtype=np.int64)
         horizon, samples = self.horizon(self.config), int(self.config["num_samples"])
         feats, stamps = _features(data.frame), _stamps(data.frame, horizon)
         generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        out = np.empty((len(origins), horizon), dtype=np.float64)
+        point = np.empty((len(origins), horizon), dtype=np.float64)
+        q = np.empty((len(origins), horizon, len(quantiles.LEVELS)), dtype=np.float64)
         chunk = max(1, _PREDICT_BATCH // samples)
         for length, idx in _origin_groups(origins, self.context_length(self.config), chunk):
-            out[idx] = self._median_close(feats, stamps, origins[idx], length, generator)
-        return out
+            close = self._sampled_close(feats, stamps, origins[idx], length, generator)
+            point[idx], q[idx] = np.median(close, axis=1), quantiles.from_samples(close, axis=1)
+        return quantiles.Forecast(point, q)
 
-    def _median_close(self, feats, stamps, origins: np.ndarray, length: int, generator) -> np.ndarray:
-        """Median over sampled paths of the close, in price units, for origins sharing `length`."""
+    def _sampled_close(self, feats, stamps, origins: np.ndarray, length: int, generator) -> np.ndarray:
+        """Sampled paths of the close, (origins, samples, horizon) in price units, for origins sharing `length`."""
         horizon, samples = self.horizon(self.config), int(self.config["num_samples"])
         context = origins[:, None] - length + np.arange(length)  # rows strictly before each origin
         x, mean, std = _normalise(feats[context], length)
@@ -312,8 +318,7 @@ class KronosAdapter(Adapter):
         with torch.no_grad(), foundation.autocast(self.device):
             paths = _sample_paths(self.tokenizer, self.model, x_t, stamp_t, horizon, self.max_context, draw)
         close = paths[..., _CLOSE].cpu().numpy().reshape(len(origins), samples, horizon)
-        close = close * std[:, :, _CLOSE, None] + mean[:, :, _CLOSE, None]
-        return np.median(close, axis=1)
+        return close * std[:, :, _CLOSE, None] + mean[:, :, _CLOSE, None]
 
     def _untouched(self, part: str) -> bool:
         """The released weights of `part`, not fine-tuned: stored as a reference, not a copy."""

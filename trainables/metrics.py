@@ -1,8 +1,13 @@
-"""Forecast metrics: plain functions of (y_true, y_pred, y_last, scale) with a declared direction.
+"""Forecast metrics: plain functions with a declared direction.
 
-Arrays have shape (origins, horizon). `y_last` (origins,) is the last observed value before
-each origin: the naive (random-walk) forecast and the reference for direction and trading.
-`scale` is the in-sample one-step naive MAE of the training window (MASE's denominator).
+Point metrics are functions of (y_true, y_pred, y_last, scale); arrays have shape (origins,
+horizon). `y_last` (origins,) is the last observed value before each origin: the naive
+(random-walk) forecast and the reference for direction and trading. `scale` is the in-sample
+one-step naive MAE of the training window (MASE's denominator).
+
+Distribution metrics (`dist=True`) are functions of (y_true, q, q_rw, scale): `q` the model's
+quantiles at trainables.quantiles.LEVELS, shape (origins, horizon, levels), `q_rw` the
+probabilistic random walk's. They are NaN when the model gives no distribution.
 Adding a metric = one function + one line in METRICS; rankings and best.py pick it up, and
 `analysis/report.py SWEEP --recompute-metrics` adds it to every stored sweep.
 """
@@ -14,10 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trainables import quantiles
+
 TRADING_DAYS = 252
 # Bumped when a stored metric's definition changes (2: one-sided DM, dm_stat, rel_mae, mase);
 # `report.py --recompute-metrics` keeps the older values under `metrics_v<old>` in each record.
-METRICS_VERSION = 2
+METRICS_VERSION = 3  # 3: the distribution metrics (ql, sql, wql, rel_ql, msis95, coverage errors)
 DM_LEVEL = 0.05  # one-sided level of the "beats naive" verdict
 
 
@@ -26,6 +33,7 @@ class Metric:
     fn: Callable[..., float]
     mode: str  # "min" or "max": which way is better
     positive: bool = False  # divides by prices: NaN unless every value is > 0
+    dist: bool = False  # scores the distribution: fn(y_true, q, q_rw, scale)
 
 
 def _naive(y_true: np.ndarray, y_last: np.ndarray) -> np.ndarray:
@@ -160,6 +168,75 @@ def max_drawdown(y_true, y_pred, y_last, scale=None) -> float:
     return float(np.max(1 - equity / peak)) if len(equity) else 0.0
 
 
+# ------------------------------------------------------------------ the forecast distribution
+
+
+def quantile_loss(y_true: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per (origin, step): the mean over QL_LEVELS of 2·ρ_τ(y − q_τ), ρ_τ(u) = u(τ − 1{u < 0}).
+    The factor 2 makes the 0.5 level alone the absolute error. NaN where a level is missing."""
+    at = [quantiles.index(t) for t in quantiles.QL_LEVELS]
+    tau = np.asarray(quantiles.QL_LEVELS)
+    u = np.asarray(y_true, dtype="float64")[..., None] - np.asarray(q, dtype="float64")[..., at]
+    return np.mean(2 * u * (tau - (u < 0)), axis=-1)
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean over every (origin, step), NaN unless all are finite (a partial mean would flatter)."""
+    values = np.asarray(values, dtype="float64")
+    return float(np.mean(values)) if values.size and np.isfinite(values).all() else float("nan")
+
+
+def ql(y_true, q, q_rw=None, scale=None) -> float:
+    """Mean quantile loss over the nine levels 0.1 … 0.9, in the target's units (not the CRPS)."""
+    return _mean(quantile_loss(y_true, q))
+
+
+def sql(y_true, q, q_rw=None, scale=None) -> float:
+    """ql ÷ the training window's in-sample naive MAE: fev-bench's scaled quantile loss (m = 1)."""
+    return ql(y_true, q) / scale if scale is not None and scale > 0 else float("nan")
+
+
+def wql(y_true, q, q_rw=None, scale=None) -> float:
+    """Σ quantile loss ÷ Σ |y| over every (origin, step): AutoGluon's default WQL."""
+    total = np.sum(np.abs(y_true))
+    return float(ql(y_true, q) * np.size(y_true) / total) if total > 0 else float("nan")
+
+
+def rel_ql(y_true, q, q_rw, scale=None) -> float:
+    """ql ÷ the probabilistic random walk's ql on the same origins: < 1 beats it."""
+    naive = ql(y_true, q_rw) if q_rw is not None else float("nan")
+    return ql(y_true, q) / naive if naive > 0 else float("nan")
+
+
+def _band(q: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = quantiles.BANDS[band]
+    return q[..., quantiles.index(lo)], q[..., quantiles.index(hi)]
+
+
+def msis95(y_true, q, q_rw=None, scale=None) -> float:
+    """Mean scaled interval score of the 95 % band (M4): width plus 2/α × each miss, ÷ scale."""
+    lo, hi = _band(np.asarray(q, dtype="float64"), 95)
+    alpha = 0.05
+    score = (hi - lo) + 2 / alpha * (lo - y_true) * (y_true < lo) + 2 / alpha * (y_true - hi) * (y_true > hi)
+    return _mean(score) / scale if scale is not None and scale > 0 else float("nan")
+
+
+def coverage(y_true, q, band: int) -> float:
+    """Share of (origin, step) whose actual lies inside the central `band` % band."""
+    lo, hi = _band(np.asarray(q, dtype="float64"), band)
+    return _mean((y_true >= lo) & (y_true <= hi)) if np.isfinite(lo).all() and np.isfinite(hi).all() else float("nan")
+
+
+def cov80_err(y_true, q, q_rw=None, scale=None) -> float:
+    """|coverage of the 80 % band − 0.80| (0: covers as often as it says)."""
+    return abs(coverage(y_true, q, 80) - 0.80)
+
+
+def cov95_err(y_true, q, q_rw=None, scale=None) -> float:
+    """|coverage of the 95 % band − 0.95|."""
+    return abs(coverage(y_true, q, 95) - 0.95)
+
+
 METRICS: dict[str, Metric] = {
     "pct_mae": Metric(pct_mae, "min", positive=True),
     "mae": Metric(mae, "min"),
@@ -173,6 +250,13 @@ METRICS: dict[str, Metric] = {
     "dm_pvalue_vs_naive": Metric(dm_pvalue_vs_naive, "min"),
     "sharpe": Metric(sharpe, "max", positive=True),
     "max_drawdown": Metric(max_drawdown, "min", positive=True),
+    "ql": Metric(ql, "min", dist=True),
+    "sql": Metric(sql, "min", dist=True),
+    "wql": Metric(wql, "min", dist=True),
+    "rel_ql": Metric(rel_ql, "min", dist=True),
+    "msis95": Metric(msis95, "min", dist=True),
+    "cov80_err": Metric(cov80_err, "min", dist=True),
+    "cov95_err": Metric(cov95_err, "min", dist=True),
 }
 
 
@@ -181,10 +265,22 @@ class UnknownMetric(KeyError):
 
 
 def evaluate(
-    y_true: np.ndarray, y_pred: np.ndarray, y_last: np.ndarray, scale: float | None = None
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    y_last: np.ndarray,
+    scale: float | None = None,
+    q: np.ndarray | None = None,
+    q_rw: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Every metric in METRICS for one window; `scale` is the training window's in-sample naive MAE."""
-    return {name: m.fn(y_true, y_pred, y_last, scale) for name, m in METRICS.items()}
+    """Every metric in METRICS for one window; `scale` is the training window's in-sample naive MAE,
+    `q` / `q_rw` the model's and the probabilistic random walk's quantiles (None: NaN for those)."""
+    out = {}
+    for name, m in METRICS.items():
+        if not m.dist:
+            out[name] = m.fn(y_true, y_pred, y_last, scale)
+        else:
+            out[name] = m.fn(y_true, q, q_rw, scale) if q is not None else float("nan")
+    return out
 
 
 def base_name(metric: str) -> str:
@@ -201,6 +297,12 @@ def mode_of(metric: str) -> str:
     if base not in METRICS:
         raise UnknownMetric(metric)
     return METRICS[base].mode
+
+
+def needs_distribution(metric: str) -> bool:
+    """Whether `metric` scores the forecast distribution (NaN for a point-only forecast)."""
+    entry = METRICS.get(base_name(metric))
+    return bool(entry and entry.dist)
 
 
 def needs_positive(metric: str) -> bool:

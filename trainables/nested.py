@@ -33,7 +33,7 @@ from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
 from trainables.ids import config_id, unit_id, unit_key
 from trainables.metrics import mode_of
-from trainables.unit import run_global_unit, run_unit
+from trainables.unit import Scoring, run_global_unit, run_unit
 
 PROGRESS = "progress.json"
 RECORD = "record.json"
@@ -58,6 +58,7 @@ class Plan:
     fit: str = "per-asset"  # a universe: a model per (asset, fold, seed), or "global": per (fold, seed)
     metric: str = "val_pct_mae"
     early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
+    scoring: Scoring = Scoring()  # origin stride, point only or with the distribution
     parallel_units: int = 1
     # The most optimizer steps a unit of any configuration trains (ASHA's clock for one fold);
     # 0 when units report no validations (or run as Ray tasks): the clock then counts folds.
@@ -185,6 +186,7 @@ def _unit_job(
     cpus: float,
     early_stop_on: str = "val",
     on_validation: Callable[[int, float], None] | None = None,
+    scoring: Scoring = Scoring(),
 ) -> dict:
     """Run one unit and store its files at each of `dests` (several when seeds share it); runs in the
     trial process or as a Ray task on any node. The caller writes record.json after this returns,
@@ -192,7 +194,9 @@ def _unit_job(
     _prepare(entry, cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
-        record = run_unit(entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on, on_validation)
+        record = run_unit(
+            entry.adapter(), config, data, seed, out, log_dir, _device(), early_stop_on, on_validation, scoring
+        )
         for i, dest in enumerate(dests):
             store.put_dir(out, dest, keep=i < len(dests) - 1)
     return {**record, **_where()}
@@ -208,6 +212,7 @@ def _global_job(
     cpus: float,
     early_stop_on: str = "val",
     on_validation: Callable[[int, float], None] | None = None,
+    scoring: Scoring = Scoring(),
 ) -> dict[str, dict]:
     """One model on every asset of a fold (`--fit global`), each asset's files stored at its `dests`
     entry; the caller writes the records. Runs in the trial process or as a Ray task."""
@@ -215,7 +220,7 @@ def _global_job(
     with tempfile.TemporaryDirectory() as tmp:
         outs = {a: os.path.join(tmp, a) for a in datas}
         records = run_global_unit(
-            entry.adapter(), config, datas, seed, outs, log_dir, _device(), early_stop_on, on_validation
+            entry.adapter(), config, datas, seed, outs, log_dir, _device(), early_stop_on, on_validation, scoring
         )
         for asset, out in outs.items():
             store.put_dir(out, dests[asset])
@@ -265,12 +270,15 @@ def _run_fold(
     key = {(a, s): unit_key(fold.name, s, a) for a, s in todo}
     dests = [[f"{units}/{key[a, s]}" for s in group] for a, _, group, _ in jobs]
     logs = [_log_dir(plan, key[a, s]) for a, s, _, _ in jobs]
+    scoring = plan.scoring
     if plan.parallel_units > 1:
         task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
         refs = {id(d): ray.put(d) for _, _, _, d in jobs}  # one copy of each asset's data in the object store
         results = ray.get(
             [
-                task.remote(plan.entry, config, refs[id(d)], s, ds, lg, plan.cpus_per_unit, plan.early_stop_on)
+                task.remote(
+                    plan.entry, config, refs[id(d)], s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, None, scoring
+                )
                 for (_, s, _, d), ds, lg in zip(jobs, dests, logs)
             ]
         )
@@ -278,7 +286,8 @@ def _run_fold(
         results = []
         for (a, s, _, d), ds, lg in zip(jobs, dests, logs):
             hook = live.hook(key[a, s])
-            results.append(_unit_job(plan.entry, config, d, s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, hook))
+            job = _unit_job(plan.entry, config, d, s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, hook, scoring)
+            results.append(job)
             live.unit_done(key[a, s])
     records = []
     for (asset, seed, group, _), result in zip(jobs, results):
@@ -306,14 +315,23 @@ def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: 
     if plan.parallel_units > 1:
         task = ray.remote(_global_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
         ref = ray.put(datas)
-        args = (plan.cpus_per_unit, plan.early_stop_on)
+        args = (plan.cpus_per_unit, plan.early_stop_on, None, plan.scoring)
         results = ray.get([task.remote(plan.entry, config, ref, s, dests[s], logs[s], *args) for s in seeds])
     else:
         results = []
         for s in seeds:
             hook = live.hook(key[first, s])
             job = _global_job(
-                plan.entry, config, datas, s, dests[s], logs[s], plan.cpus_per_unit, plan.early_stop_on, hook
+                plan.entry,
+                config,
+                datas,
+                s,
+                dests[s],
+                logs[s],
+                plan.cpus_per_unit,
+                plan.early_stop_on,
+                hook,
+                plan.scoring,
             )
             results.append(job)
             live.unit_done(key[first, s])

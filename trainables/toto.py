@@ -1,7 +1,7 @@
 """Toto (Datadog) adapter: zero-shot, or fine-tuned with Toto's own next-patch objective.
 
-The training loop is in `trainables.toto_training`. Forecasts are the median of `num_samples`
-sampled paths (256 by default, as the authors' `evaluation/fev/evaluate.py` draws), each origin
+The training loop is in `trainables.toto_training`. Forecasts are the median (and the sample
+quantiles) of `num_samples` sampled paths (256 by default, as the authors' `evaluation/fev/evaluate.py` draws), each origin
 sampled from its own random generator so that origins can share a batch without their draws
 depending on one another.
 """
@@ -22,7 +22,7 @@ from toto.model.toto import Toto
 
 from search_spaces import toto as toto_space
 from search_spaces.toto import BASELINE, SIZES
-from trainables import foundation, weights
+from trainables import foundation, quantiles, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
 from trainables.toto_training import TotoTraining, series, windows
 
@@ -227,7 +227,11 @@ class TotoAdapter(Adapter):
     # ---------------------------------------------------------------------------- inference
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
-        """Median of `num_samples` sampled paths per origin (num_samples 0: Toto's mean path)."""
+        return self.forecast(data, origins).point
+
+    def forecast(self, data: UnitData, origins: np.ndarray) -> quantiles.Forecast:
+        """Median and sample quantiles (trainables.quantiles.from_samples) of `num_samples` sampled
+        paths per origin; num_samples 0: Toto's mean path and no distribution (NaN quantiles)."""
         model = self._ensure_model()
         model.eval()
         origins = np.asarray(origins, dtype=int)
@@ -239,8 +243,10 @@ class TotoAdapter(Adapter):
             for i in range(0, len(origins), chunk)
         ]
         if not out:
-            return np.zeros((0, self.horizon(self.config)))
-        return np.concatenate(out).astype(np.float64)
+            return quantiles.Forecast.point_only(np.zeros((0, self.horizon(self.config))))
+        return quantiles.Forecast(
+            np.concatenate([p for p, _ in out]).astype(np.float64), np.concatenate([q for _, q in out])
+        )
 
     def _origins_per_batch(self) -> int:
         num_samples = int(self.config["num_samples"])
@@ -253,7 +259,7 @@ class TotoAdapter(Adapter):
         return [torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + int(o)) for o in origins]
 
     @torch.no_grad()
-    def _forecast(self, values: np.ndarray, mask: np.ndarray, origins: np.ndarray) -> np.ndarray:
+    def _forecast(self, values: np.ndarray, mask: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         series_ = torch.from_numpy(values).to(self.device).unsqueeze(1)
         padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
         inputs = MaskedTimeseries(
@@ -271,10 +277,11 @@ class TotoAdapter(Adapter):
             forecast = forecaster.forecast(
                 inputs, prediction_length=horizon, num_samples=num_samples, samples_per_batch=num_samples
             )
-            point = forecast.median
-        else:
-            point = TotoForecaster(self.model.model).forecast(inputs, prediction_length=horizon).mean
-        return point[:, 0].float().cpu().numpy()
+            point = forecast.median[:, 0].float().cpu().numpy()
+            return point, quantiles.from_samples(forecast.samples[:, 0].float().cpu().numpy())  # (b, h, S) → levels
+        mean = TotoForecaster(self.model.model).forecast(inputs, prediction_length=horizon).mean
+        point = mean[:, 0].float().cpu().numpy()
+        return point, quantiles.Forecast.point_only(point).quantiles
 
     # ------------------------------------------------------------------------------ storage
 
