@@ -263,13 +263,17 @@ def calibrate(y: np.ndarray, q: np.ndarray, sequence: np.ndarray, level: float =
         failed = sorted((t.pvalue, -abs(t.stat), k) for k, (t, _) in enumerate(ran) if t.pvalue < alpha)
         word = "calibrated"
         if failed:
-            event = ran[failed[0][2]][1]
+            test, event = ran[failed[0][2]]
             rate = _rate(event.hits(y, q))
             word = (
                 f"miscalibrated: {event.name} covers {1 - rate:.2f}"
                 if event.band
                 else f"miscalibrated: {event.name} hit {rate:.3f}"
             )
+            rejected = {t.name for t, _ in ran if t.pvalue < alpha}
+            if test.name.startswith("christoffersen") and f"kupiec {event.name}" not in rejected:
+                # The rate itself passes: what fails is independence (misses come in runs).
+                word += f", its misses cluster in time (Christoffersen p = {test.pvalue:.2g})"
     return Calibration(
         tests=[t for t, _ in ran],
         pit=pit(y[:, 0], q[:, 0]),

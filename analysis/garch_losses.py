@@ -89,7 +89,7 @@ def garch_forecasts(sweep_path: str, losses: pd.DataFrame) -> tuple[pd.DataFrame
         except GarchError as exc:
             notes.append(f"GARCH baseline, asset {asset or '-'} fold {dates['name']} {split}: {exc}")
     if parts:
-        have = pd.concat([have, *parts], ignore_index=True)[GARCH_COLUMNS]
+        have = pd.concat([have, *parts] if len(have) else parts, ignore_index=True)[GARCH_COLUMNS]
         have = have.drop_duplicates([*GROUP, "origin", "step"], keep="last")
         files.write_parquet(path, have, {"version": GARCH_VERSION})
     return have, notes
