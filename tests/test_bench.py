@@ -35,7 +35,7 @@ def test_gpu_check_without_cuda_exits_2_with_one_line():
 
 
 @pytest.mark.parametrize("script, flag", [("gpu_check.py", "--steps"), ("finetune_step.py", "--steps"),
-                                          ("scaling.py", "--rounds")])  # fmt: skip
+                                          ("scaling.py", "--rounds"), ("probabilistic.py", "--rounds")])  # fmt: skip
 def test_bench_help(script, flag):
     out = _run(script, "--help")
     assert out.returncode == 0, out.stderr

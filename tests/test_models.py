@@ -200,6 +200,15 @@ def test_pretrained_dir_sweep_fine_tunes_refers_to_unchanged_weights_and_shares_
     assert shared == (1 if entry.adapter().seed_free(json.loads(zero["config"].iloc[0])) else 0)
     if shared:  # the same forecasts, recorded twice, run once
         assert zero["val_pct_mae"].nunique() == 1 and sorted(zero["train_seconds"] == 0) == [False, True]
+    # The sweep ends with verdicts on its distribution: vs the random walk and GARCH, and calibration.
+    from analysis.report import generate
+
+    report = generate(str(tmp_path / "r" / "s"), draw=False)
+    verdict, summary = report.best["verdict"], report.summary["verdicts"]
+    assert np.isfinite(report.best["metrics"]["test_ql"])
+    assert isinstance(verdict["beats_naive_prob"], bool) and isinstance(verdict["beats_garch"], bool)
+    assert verdict["calibration"] in ("calibrated", "untested") or verdict["calibration"].startswith("miscalibrated: ")
+    assert 0 <= summary["spa_pvalue_garch"]["test"] <= 1
     # The best unit and a zero-shot one load again through the Python API and forecast.
     data = _unit_data(synthetic_prices(300))
     for adapter in (

@@ -135,3 +135,37 @@ def test_dm_test_keeps_its_size_on_overlapping_forecasts_of_a_true_random_walk(h
         d = np.mean(np.abs(a - future) - np.abs(b - future), axis=1)
         rejections += dm_test(d, horizon)[1] < 0.05
     assert 0.025 < rejections / reps < 0.085
+
+
+def test_a_stored_table_without_quantiles_keeps_its_point_metrics_and_gets_nan_distribution_ones():
+    """Sweeps made before the distribution was stored: recomputation gives the same point metrics."""
+    import pandas as pd
+
+    from trainables.unit import table_metrics
+
+    rng = np.random.default_rng(0)
+    n, h = 40, 2
+    y = 100 + rng.normal(size=(n, h)).cumsum(axis=0)
+    q = y[..., None] + stats.norm.ppf(LEVELS)
+    table = pd.DataFrame(
+        {
+            "split": "test",
+            "origin": np.repeat(np.arange(n), h),
+            "step": np.tile(np.arange(1, h + 1), n),
+            "y_true": y.ravel(),
+            "y_pred": (y + 0.5).ravel(),
+            "y_naive": np.repeat(y[:, 0] - 1, h),
+        }
+    )
+    for j, col in enumerate(quantiles.columns()):
+        table[col] = q[..., j].ravel()
+        table[quantiles.column(LEVELS[j], quantiles.RW_PREFIX)] = q[..., j].ravel() + 1
+    new = table_metrics(table, 1.0)
+    old = table_metrics(table[["split", "origin", "step", "y_true", "y_pred", "y_naive"]], 1.0)
+    assert np.isfinite(new["test_ql"]) and new["test_rel_ql"] < 1  # the random walk is shifted off the truth
+    for name, metric in METRICS.items():
+        key = f"test_{name}"
+        if metric.dist:
+            assert np.isnan(old[key])
+        else:
+            np.testing.assert_equal(old[key], new[key])

@@ -130,6 +130,8 @@ CLI_CASES = [
     (["--horizon", "-2"], "--horizon must be at least 1"),
     (["--context", "0"], "--context must be at least 1"),
     (["--context", "6000"], r"needs at least 6001 \(context 6000 \+ horizon 1\)"),
+    (["--origin-stride", "0"], "--origin-stride must be at least 1"),
+    (["--point-only", "--metric", "val_sql"], "--metric val_sql scores the forecast distribution"),
 ]
 
 

@@ -151,6 +151,18 @@ def test_sweep_records_provenance_ranking_plot_and_best(quick_sweep):
     assert len(best["unit_models"]) == 4 and all(os.path.isdir(p) for p in best["unit_models"].values())
     assert isinstance(best["config"]["hidden_size"], int)
     assert (quick_sweep / "plots" / "ranking.png").stat().st_size > 10_000
+    # The distribution is judged too: vs the probabilistic random walk and GARCH, and its calibration.
+    assert np.isfinite(best["metrics"]["test_ql"]) and np.isfinite(best["metrics"]["test_rel_ql"])
+    verdict = best["verdict"]
+    assert isinstance(verdict["beats_naive_prob"], bool) and isinstance(verdict["beats_garch"], bool)
+    assert 0 <= verdict["test_dm_p_garch"] <= 1
+    assert re.fullmatch(r"calibrated|untested|miscalibrated: .+", verdict["calibration"])
+    summary = json.loads((quick_sweep / "summary.json").read_text())["verdicts"]
+    assert 0 <= summary["spa_pvalue_prob"]["test"] <= 1 and 0 <= summary["spa_pvalue_garch"]["test"] <= 1
+    assert set(summary["calibration_reference"]) == {"random walk", "GARCH(1,1)-t"}
+    assert (quick_sweep / "sweep_garch.parquet").exists()
+    assert "The forecast distributions" in (quick_sweep / "report.md").read_text()
+    assert (quick_sweep / "plots" / "calibration.png").stat().st_size > 10_000
 
 
 @pytest.mark.usefixtures("ray_session")
@@ -236,11 +248,16 @@ def test_optuna_sweep_keeps_its_study_in_sqlite(tmp_path, tiny_config):
         "1",
         "--name",
         "o",
+        "--metric",
+        "val_sql",  # selecting on the distribution (fev-bench's scaled quantile loss)
     )
     assert main("tft", args) == 0
     db = tmp_path / "r" / "o" / "optuna_study.db"
     study = optuna.load_study(study_name="o", storage=f"sqlite:///{db}")
     assert len([t for t in study.trials if t.state.is_finished()]) == 3
+    ranking = pd.read_csv(tmp_path / "r" / "o" / "config_ranking.csv")
+    assert ranking["val_sql"].notna().all()
+    assert study.best_value == pytest.approx(ranking["robust_score"].min())
     assert len(glob.glob(str(tmp_path / "r" / "o" / "trial_*"))) == 3
 
 
@@ -394,9 +411,10 @@ def test_asha_prunes_over_folds_and_ranks_only_complete_configurations(tmp_path,
     path = tmp_path / "a.json"
     path.write_text(json.dumps(cfg))
     args = sweep_args(tmp_path / "r", str(path), "--mode", "grid", "--folds", "3", "--seeds", "1", "--name", "asha",
-                      "--scheduler", "asha", "--max-concurrent", "1")  # fmt: skip
+                      "--scheduler", "asha", "--max-concurrent", "1", "--metric", "val_rel_ql")  # fmt: skip
     assert main("tft", args) == 0
     ranking = pd.read_csv(tmp_path / "r" / "asha" / "config_ranking.csv")
+    assert ranking["val_rel_ql"].notna().all()  # ASHA's rungs and the ranking read the distribution metric
     done = ranking["units_done"].to_numpy()
     assert (done < 3).any(), "ASHA stopped at least one configuration before its last fold"
     assert ranking.loc[ranking["units_done"] < 3, "status"].ne("ok").all()
