@@ -192,6 +192,11 @@ def forecast_plot(table: pd.DataFrame, label: str, path: str) -> str:
         ax.plot(part.index, part["y_true"], color="black", lw=1.6, label="actual")
         ax.plot(part.index, part["y_pred"], color=BLUE, lw=1.4, marker="o", ms=2, label="1-step forecast (seed mean)")
         ax.plot(part.index, part["y_naive"], color=GREY, lw=1, ls="--", label="naive (last value)")
+        # The axis follows the prices, the forecast and the 80 % band: a heavy-tailed 95 % band (a
+        # few sampled paths far out) would otherwise flatten everything else into a line.
+        inner = [c for c in ("y_true", "y_pred", quantiles.column(0.1), quantiles.column(0.9)) if c in part]
+        lo, hi = np.nanmin(part[inner].to_numpy(float)), np.nanmax(part[inner].to_numpy(float))
+        ax.set_ylim(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo))
         ax.set_title(f"{fold}", fontsize=10)
         locator = mdates.AutoDateLocator(maxticks=8)
         ax.xaxis.set_major_locator(locator)

@@ -287,19 +287,28 @@ def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[
     out.spa_of[judged.spa][split] = float(spa.pvalues["consistent"])
     if "mcs" not in col:
         return
-    if len(configs) < 2:
-        out.table.loc[rows.get_loc(configs[0]), [col["mcs"], col["mcs_p"]]] = True, 1.0
+    # Configurations with identical losses (a hyperparameter the forecasts ignore) are one model to
+    # the MCS, which cannot rank exact ties (arch's R statistic fails on them): each copy shares its
+    # first twin's result.
+    values = wide.to_numpy()
+    twin: dict[bytes, int] = {}
+    first = [twin.setdefault(values[:, j].tobytes(), j) for j in range(values.shape[1])]
+    distinct = sorted(set(first))
+    if len(distinct) < 2:
+        for key in wide.columns:
+            out.table.loc[rows.get_loc(key), [col["mcs"], col["mcs_p"]]] = True, 1.0
         return
-    method = "R" if len(configs) <= MCS_R_LIMIT else "max"
-    mcs = MCS(wide.to_numpy(), s.mcs_size, s.reps, block, method, "stationary", seed=s.seed)
+    method = "R" if len(distinct) <= MCS_R_LIMIT else "max"
+    mcs = MCS(values[:, distinct], s.mcs_size, s.reps, block, method, "stationary", seed=s.seed)
     mcs.compute()
     out.mcs_method = method
     included = set(mcs.included)
     pvalues = mcs.pvalues.iloc[:, 0]
     for j, key in enumerate(wide.columns):
+        at = distinct.index(first[j])  # its column in the MCS
         i = rows.get_loc(key)
-        out.table.loc[i, col["mcs"]] = j in included
-        out.table.loc[i, col["mcs_p"]] = float(pvalues.get(j, np.nan))
+        out.table.loc[i, col["mcs"]] = at in included
+        out.table.loc[i, col["mcs_p"]] = float(pvalues.get(at, np.nan))
 
 
 def verdict_words(p: float | None, level: float = DM_LEVEL) -> str:

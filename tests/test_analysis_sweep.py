@@ -19,6 +19,7 @@ from analysis import report
 from analysis.best import main as best_main
 from analysis.results import Results, load_model
 from sweeps.cli import main
+from trainables.metrics import METRICS_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -192,7 +193,7 @@ def test_report_shows_spa_mcs_and_beats_naive_of_the_real_sweep(swept):
     for split in ("val", "test"):
         assert 0 <= summary["spa_pvalue"][split] <= 1
     assert summary["verdicts"]["configurations_tested"] == {"val": 2, "test": 2}
-    assert summary["verdicts"]["origins"] == {"val": 20, "test": 20}  # 2 folds × 10 two-step origins
+    assert summary["verdicts"]["origins"] == {"val": 38, "test": 38}  # 2 folds × 19 two-step origins, one row apart
     ranked = pd.read_csv(swept / "config_ranking.csv")
     ok = ranked[ranked["status"] == "ok"]
     assert ok["in_mcs"].isin([True, False]).all() and ok["in_mcs"].any()  # the best is always in its MCS
@@ -248,7 +249,7 @@ def test_recompute_metrics_rewrites_old_records_and_keeps_their_originals(swept,
     out = capsys.readouterr().out
     assert f"metrics recomputed for {len(paths)} of {len(paths)} complete units" in out
     again = json.loads(open(paths[0]).read())
-    assert again["metrics_v1"] == old["metrics"] and again["metrics_version"] == 2
+    assert again["metrics_v1"] == old["metrics"] and again["metrics_version"] == METRICS_VERSION
     assert again["mase_scale"] == pytest.approx(originals[0]["mase_scale"])  # rebuilt from the data
     for key, value in originals[0]["metrics"].items():  # the same numbers as when the unit ran
         assert again["metrics"][key] == pytest.approx(value, nan_ok=True), key

@@ -16,7 +16,7 @@ from conftest import synthetic_prices
 
 from sweeps.cli import main
 from trainables import registry
-from trainables.adapter import UnitData, Window
+from trainables.adapter import Adapter, UnitData, Window
 from trainables.features import add_features
 from trainables.unit import origins
 
@@ -56,20 +56,22 @@ def test_no_forecast_reads_values_after_its_origin(model):
     adapter.fit(data, None)
     origin = data.test.start
     before = adapter.forecast(data, np.array([origin]))
-    assert np.isfinite(before.quantiles).all()  # the tiny configuration resolves every level
+    # The tiny configuration resolves every level; only a model without `forecast` has none.
+    dist = np.isfinite(before.quantiles).all()
+    assert dist or type(adapter).forecast is Adapter.forecast
     np.testing.assert_array_equal(before.point, adapter.predict(data, np.array([origin])))
     changed = frame.copy()
     changed.loc[origin:, ["open", "high", "low", "close"]] *= 3
     changed.loc[origin:, "volume"] *= 5
     after = adapter.forecast(_unit_data(changed), np.array([origin]))
     np.testing.assert_allclose(before.point, after.point, rtol=1e-6)
-    np.testing.assert_allclose(before.quantiles, after.quantiles, rtol=1e-6)  # the distribution too
+    np.testing.assert_allclose(before.quantiles, after.quantiles, rtol=1e-6)  # the distribution too (NaN = NaN)
     # A control: changing the context does move the forecast and its quantiles, so the test can fail.
     ctx = frame.copy()
     ctx.loc[origin - 5 : origin - 1, ["open", "high", "low", "close"]] *= 1.5
     moved = adapter.forecast(_unit_data(ctx), np.array([origin]))
     assert not np.allclose(before.point, moved.point)
-    assert not np.allclose(before.quantiles, moved.quantiles)
+    assert not dist or not np.allclose(before.quantiles, moved.quantiles)
 
 
 @pytest.mark.parametrize("model", registry.MODELS)

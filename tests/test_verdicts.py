@@ -12,8 +12,9 @@ from trainables.metrics import dm_test
 N = 300
 
 
-def _losses(factors: list[float], seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-origin losses of configurations c0, c1, … whose expected loss is factor × naive's."""
+def _losses(factors: list[float], seed: int = 0, garch: float = 1.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-origin losses of configurations c0, c1, … whose expected loss is factor × naive's; the
+    quantile losses the same against the probabilistic random walk, GARCH's `garch` × the walk's."""
     rng = np.random.default_rng(seed)
     naive = np.abs(rng.standard_t(5, N)) + 1
     rows = []
@@ -24,7 +25,11 @@ def _losses(factors: list[float], seed: int = 0) -> tuple[pd.DataFrame, pd.DataF
             for t in range(N):
                 fold = "f1" if t < half else "f2"
                 end = "2020" if t < half else "2021"
-                rows.append(("m", f"c{k}", split, "SPX", fold, end, t, 1, loss[t], naive[t], 1.0))
+                rows.append(
+                    {"model": "m", "config_id": f"c{k}", "split": split, "asset": "SPX", "fold_id": fold,
+                     "fold_end": end, "origin": t, "horizon": 1, "loss": loss[t], "naive_loss": naive[t],
+                     "ql": loss[t], "rw_ql": naive[t], "garch_ql": garch * naive[t], "mase_scale": 1.0}
+                )  # fmt: skip
     ranked = pd.DataFrame({"model": "m", "config_id": [f"c{k}" for k in range(len(factors))], "status": "ok"})
     return pd.DataFrame(rows, columns=v.LOSS_COLUMNS), ranked
 
@@ -81,10 +86,35 @@ def test_unit_losses_average_the_horizon_by_hand():
             "y_naive": [9.0, 9.0, 12.0, 12.0],
         }
     )
-    out = v.unit_losses(table).set_index("origin")
+    from analysis.losses import unit_losses
+
+    out = unit_losses(table).set_index("origin")
     assert out.loc[1, "loss"] == pytest.approx(0.5) and out.loc[1, "naive_loss"] == pytest.approx(2.0)
     assert out.loc[2, "loss"] == pytest.approx(2.0) and out.loc[2, "naive_loss"] == pytest.approx(2.0)
     assert out["horizon"].tolist() == [2, 2]
+    assert out["ql"].isna().all()  # a table without quantiles: no quantile loss, not zero
+
+
+def test_the_distribution_is_judged_against_the_random_walk_and_garch_separately():
+    # c0's quantile loss is 0.7 × the random walk's, GARCH's is 0.5 × the walk's: c0 beats the walk, not GARCH.
+    losses, ranked = _losses([0.7, 1.0, 1.0], garch=0.5)
+    out = v.compute(ranked, losses)
+    table = out.table.set_index("config_id")
+    assert table.loc["c0", "beats_naive_prob"] and not table.loc[["c1", "c2"], "beats_naive_prob"].any()
+    assert not table["beats_garch"].any() and (table["test_dm_p_garch"] > 0.95).all()
+    assert out.spa_of["prob"]["test"] < 0.05 and out.spa_of["garch"]["test"] > 0.1
+    assert table["in_mcs_ql"].tolist() == [True, False, False]
+    summary = out.summary()
+    assert summary["beats_naive_prob_count"]["test"] == 1 and summary["beats_garch_count"]["test"] == 0
+
+
+def test_without_quantiles_the_distribution_is_untested_and_the_point_verdicts_stand():
+    losses, ranked = _losses([0.7, 1.0])
+    losses[["ql", "rw_ql", "garch_ql"]] = np.nan
+    out = v.compute(ranked, losses)
+    assert out.table["beats_naive_prob"].isna().all() and out.table["beats_garch"].isna().all()
+    assert out.spa_of["prob"] == {} and out.spa["test"] < 0.05
+    assert any("no forecast distributions" in n for n in out.notes)
 
 
 def test_other_horizons_are_left_out_and_named():
@@ -119,9 +149,18 @@ def _asset_losses(factors: dict[str, float], scales: dict[str, float], n: int = 
         loss = naive * factor + rng.normal(0, 0.05, n) * scales[asset]
         for t in range(n):
             origin = pd.Timestamp("2020-01-01") + pd.Timedelta(days=t)
+            # The distribution's losses mirror the point's; GARCH's are lower than either.
+            losses = {
+                "loss": loss[t],
+                "naive_loss": naive[t],
+                "ql": loss[t],
+                "rw_ql": naive[t],
+                "garch_ql": 0.3 * naive[t],
+            }
             rows.append(
-                ("m", "c0", "test", asset, f"{asset}:f1", "20200301", origin, 1, loss[t], naive[t], scales[asset])
-            )
+                {"model": "m", "config_id": "c0", "split": "test", "asset": asset, "fold_id": f"{asset}:f1",
+                 "fold_end": "20200301", "origin": origin, "horizon": 1, **losses, "mase_scale": scales[asset]}
+            )  # fmt: skip
     return pd.DataFrame(rows, columns=v.LOSS_COLUMNS)
 
 
@@ -135,6 +174,7 @@ def test_assets_beating_naive_counts_each_asset_by_its_own_dm_test():
     )
     row = per_asset(ranked, runs, losses, "val_rel_mae").iloc[0]
     assert row["assets_beating_naive"] == "1/2" and row["assets_beating_naive_k"] == 1
+    assert row["assets_beating_naive_prob"] == "1/2" and row["assets_beating_garch"] == "0/2"
     assert row["worst_asset"] == "Y" and row["worst_asset_val_rel_mae"] == 1.5
 
 
@@ -148,3 +188,14 @@ def test_universe_losses_are_scaled_per_unit_then_averaged_over_assets_per_date(
     assert series.loc[series["origin"] == day, "loss"].item() == pytest.approx(expected)
     # Y's price level (200× X's) does not make it weigh 200× more: both halves count the same.
     assert series["naive_loss"].mean() == pytest.approx((losses["naive_loss"] / losses["mase_scale"]).mean())
+
+
+def test_configurations_with_identical_losses_share_their_mcs_result():
+    losses, ranked = _losses([0.7, 1.0, 1.0])
+    twin = losses[losses["config_id"] == "c1"].assign(config_id="c3")  # c3: c1's very forecasts
+    losses = pd.concat([losses, twin], ignore_index=True)
+    ranked = pd.concat([ranked, pd.DataFrame({"model": ["m"], "config_id": ["c3"], "status": ["ok"]})])
+    table = v.compute(ranked, losses).table.set_index("config_id")
+    assert table.loc["c3", "in_mcs"] == table.loc["c1", "in_mcs"]
+    assert table.loc["c3", "mcs_pvalue"] == table.loc["c1", "mcs_pvalue"]
+    assert table.loc["c0", "in_mcs"]

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,8 +141,10 @@ def aggregate(units: list[dict], metric: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for col in table.columns:
         values = table[col].to_numpy(dtype="float64")
-        out[col] = float(np.nanmean(values))
-        out[f"{col}_std"] = float(np.nanstd(values))
+        with warnings.catch_warnings():  # all NaN (no distribution: its metrics) is NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[col] = float(np.nanmean(values))
+            out[f"{col}_std"] = float(np.nanstd(values))
     mean, std = out[metric], out[f"{metric}_std"]
     out["robust_score"] = mean + std if mode_of(metric) == "min" else -(mean - std)
     out["units_done"] = len(units)
