@@ -16,6 +16,7 @@ REPORT_IMPORTS = (
     "analysis.report",
     "analysis.text",
     "arch.bootstrap",
+    "analysis.garch",  # arch's volatility models (~1 s): the GARCH baseline of the distribution verdicts
     "tensorboard.backend.event_processing.event_accumulator",
 )
 _prepared: list[threading.Thread] = []
