@@ -166,6 +166,12 @@ def parser(model: str) -> argparse.ArgumentParser:
     r.add_argument("--fail-fast", action="store_true", help="stop the whole sweep at the first failed configuration")
     r.add_argument("--notes", default="", help="free text recorded with the sweep")
     r.add_argument("--verbose", action="store_true", help="Tune's status tables and the workers' logs")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read the data, build the folds and count the configurations and units, print them and exit: "
+        "Ray is not started, nothing is written",
+    )
     return p
 
 
@@ -323,7 +329,11 @@ def main(model: str, argv: list[str] | None = None) -> int:
         spec = resumed_spec(model, args) if args.resume else spec_from_args(model, args)
         from sweeps import driver
 
-        return driver.run(spec, driver.prepare(spec))
+        prepared = driver.prepare(spec)
+        if args.dry_run:
+            print(driver.dry_run(spec, prepared))
+            return 0
+        return driver.run(spec, prepared)
     except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

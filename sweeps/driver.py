@@ -18,7 +18,7 @@ from sweeps import imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
-from trainables.data import load_prices, load_universe
+from trainables.data import Reading, fallback_warning, read_prices, read_universe
 from trainables.features import add_features
 from trainables.folds import Fold
 
@@ -31,6 +31,7 @@ class Prepared:
     unit_steps: int = 0  # trainables.nested.Plan.unit_steps
     assets: tuple[str, ...] = ()  # a universe's assets (those kept); () for a one-asset sweep
     dropped: dict[str, str] = field(default_factory=dict)  # --drop-short-assets: asset -> why
+    readings: dict[str | None, Reading] = field(default_factory=dict)  # by asset (dropped ones too): how it was read
 
 
 def _listed(spec: SweepSpec, baseline: dict) -> list[dict]:
@@ -111,7 +112,7 @@ def prepare(spec: SweepSpec) -> Prepared:
         raise SpecError(f"--fit global is not built for {spec.model} yet (only {models}): use --fit per-asset")
     if importlib.util.find_spec(entry.package) is None:
         raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
-    frames, features = _frames(spec)
+    frames, features, readings = _frames(spec)
     ts = fold_mod.calendar(frames) if spec.assets is not None else frames[None]["timestamp"]
     fp = spec.folds
     folds = fp.explicit or tuple(fold_mod.generate(ts, fp.n, fp.val_size, fp.test_size, fp.window, fp.train_size))
@@ -125,22 +126,32 @@ def prepare(spec: SweepSpec) -> Prepared:
     _check_weights(base)
     _check_configs(spec, base)
     _check_target(spec, folds, tuple(a for a in frames if a is not None))
-    _warn_few_origins(
-        folds, frames, context, horizon, spec.origin_stride
-    )  # last: bad input gets its one error line alone
+    # Last: bad input gets its one error line alone.
+    _warn_fallbacks(readings)
+    _warn_few_origins(folds, frames, context, horizon, spec.origin_stride)
     assets = tuple(a for a in frames if a is not None)
-    return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped)
+    return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped, readings)
 
 
-def _frames(spec: SweepSpec) -> tuple[dict[str | None, pd.DataFrame], tuple[str, ...]]:
-    """Each asset's frame with its features (one-asset sweep: under None), and the feature names."""
+def _frames(spec: SweepSpec) -> tuple[dict[str | None, pd.DataFrame], tuple[str, ...], dict[str | None, Reading]]:
+    """Each asset's frame with its features (one-asset sweep: under None), the feature names, and
+    how each was read."""
     if spec.assets is None:
-        frame, features = add_features(load_prices(spec.data, spec.asset, spec.columns), spec.features)
-        return {None: frame}, features
+        prices, reading = read_prices(spec.data, spec.asset, spec.columns)
+        frame, features = add_features(prices, spec.features)
+        return {None: frame}, features, {None: reading}
     out, features = {}, ()
-    for asset, prices in load_universe(spec.data, spec.assets, spec.columns).items():
+    universe, readings = read_universe(spec.data, spec.assets, spec.columns)
+    for asset, prices in universe.items():
         out[asset], features = add_features(prices, spec.features)
-    return out, features
+    return out, features, dict(readings)
+
+
+def _warn_fallbacks(readings: dict[str | None, Reading]) -> None:
+    """One warning line per file whose open/high/low/volume were made up (a universe's assets share theirs)."""
+    for line in dict.fromkeys(fallback_warning(r) for r in readings.values()):
+        if line:
+            print(line, file=sys.stderr)
 
 
 def _check_rows(spec: SweepSpec, frames: dict, folds: tuple[Fold, ...], context: int, horizon: int) -> dict[str, str]:
@@ -528,3 +539,98 @@ def _new_tuner(
             verbose=1 if spec.verbose else 0,
         ),
     )
+
+
+def dry_run(spec: SweepSpec, prepared: Prepared) -> str:
+    """What `--dry-run` prints: the data as read, the folds' windows, and what the sweep would run."""
+    lines = [f"Dry run of {spec.model} sweep {spec.name!r}: nothing written, Ray not started"]
+    lines += _read_lines(prepared)
+    lines.append(f"Features ({spec.features}): {', '.join(prepared.features) or 'none'}")
+    lines += _fold_lines(prepared)
+    lines += _count_lines(spec, prepared)
+    lines.append(f"Results would go to {spec.sweep_dir}")
+    return "\n".join(lines)
+
+
+def _read_lines(prepared: Prepared) -> list[str]:
+    """Per source: which of its columns fed which field, then each asset's rows and first/last timestamp."""
+    groups: list[tuple[Reading, list[str | None]]] = []  # a file's assets share one Reading
+    for asset, reading in prepared.readings.items():
+        group = next((g for g in groups if g[0] is reading), None)
+        if group is None:
+            groups.append((reading, [asset]))
+        else:
+            group[1].append(asset)
+    lines = []
+    for reading, assets in groups:
+        lines += [f"Read {reading.source}:", *(f"  {line}" for line in _fed(reading))]
+        if reading.unused:
+            lines.append(f"  not read: {', '.join(map(repr, reading.unused))}")
+        for asset in assets:
+            label = f"  {asset}: " if asset is not None else "  "
+            frame = prepared.frames.get(asset)
+            if frame is None:
+                lines.append(f"{label}left out (--drop-short-assets): {prepared.dropped.get(asset, '')}")
+            else:
+                ts = frame["timestamp"]
+                lines.append(f"{label}{len(frame)} rows, {_when(ts.iloc[0])} .. {_when(ts.iloc[-1])}")
+    return lines
+
+
+def _fed(reading: Reading) -> list[str]:
+    """'field <- column' for each field read, then the fields that fell back and why."""
+    read = []
+    for name, column in reading.fed.items():
+        if column is not None:
+            index = " (index)" if column in reading.from_index else ""
+            read.append(f"{name} <- {column!r}{index}{' (target)' if name == 'close' else ''}")
+    lines = ["columns: " + "; ".join(read)]
+    prices = [n for n in reading.fallbacks if n != "volume"]
+    made = [f"{', '.join(prices)} <- close"] if prices else []
+    made += ["volume <- 0"] if "volume" in reading.fallbacks else []
+    if made:
+        why = "a close-only series" if reading.embedded else "no such columns"
+        lines.append(f"fell back: {'; '.join(made)} ({why})")
+    return lines
+
+
+def _when(stamp) -> str:
+    stamp = pd.Timestamp(stamp)
+    return str(stamp.date()) if stamp.tz is None and stamp == stamp.normalize() else str(stamp)
+
+
+def _fold_lines(prepared: Prepared) -> list[str]:
+    lines = [f"Folds ({len(prepared.folds)}):"]
+    for fold in prepared.folds:
+        lines.append(f"  {fold.name}: {fold.train_start} .. {fold.test_end}")
+        for asset, frame in prepared.frames.items():
+            ts = frame["timestamp"]
+            for part, win in zip(("train", "val", "test"), fold_mod.windows(fold, ts)):
+                span = f"  {_when(ts.iloc[win.start])} .. {_when(ts.iloc[win.stop - 1])}" if len(win) else ""
+                who = f"{asset} " if asset is not None else ""
+                lines.append(f"    {who}{part:<5} {len(win):>6} rows{span}")
+    return lines
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def _count_lines(spec: SweepSpec, prepared: Prepared) -> list[str]:
+    """How many configurations and (asset ×) fold × seed units the sweep would run."""
+    folds, seeds, assets = len(prepared.folds), len(spec.seeds), len(prepared.assets)
+    per = folds * seeds * max(assets, 1)
+    axes = " × ".join(_count(n, what) for n, what in ((folds, "fold"), (seeds, "seed"), (assets, "asset")) if n)
+    if spec.mode == "optuna":
+        configs, total = f"Optuna: up to --num-samples {spec.num_samples}", f"up to {spec.num_samples * per}"
+    else:
+        n = len(_listed(spec, spec.baseline(registry.get(spec.model).spaces().BASELINE)))
+        configs, total = str(n), str(n * per)
+    lines = [f"Configurations: {configs} (mode {spec.mode}); units: {axes} = {per} each, {total} in all"]
+    notes = [
+        (spec.fit == "global", "--fit global: one model per (fold, seed) on every asset, scored on each"),
+        (spec.scheduler == "asha", "--scheduler asha: configurations may stop after early folds"),
+        (spec.merge, "--merge: units the stored sweep already holds are skipped"),
+        (spec.resume, "--resume: the stored experiment continues; finished units are not rerun"),
+    ]
+    return lines + [f"  {note}" for on, note in notes if on]
