@@ -208,13 +208,23 @@ def test_a_bad_value_names_the_file_row_in_a_multi_asset_file(tmp_path):
         (["--assets", "SPX,NDX"], "    NDX test     126 rows  2018-07-02 .. 2018-12-31"),
     ],
 )
-def test_dry_run_prints_data_folds_and_counts_and_starts_nothing(tmp_path, capsys, extra, expected):
-    import ray
+def test_dry_run_prints_data_folds_and_counts_and_starts_nothing(tmp_path, extra, expected):
+    """In a fresh process (the test session's own Ray would hide one the dry run started)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
 
     storage = tmp_path / "results"
-    code, out, err = _main([*extra, "--dry-run", "--storage", str(storage)], capsys)
-    assert code == 0, err
+    args = [*extra, "--dry-run", "--storage", str(storage)]
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); from sweeps.cli import main; rc = main('tft', {args!r}); "
+        "import ray; print('ray started:', ray.is_initialized()); sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr
     assert "5031 rows, 1999-01-04 .. 2018-12-31" in out and "Folds (2):" in out
     assert re.search(r"wf_2: 19990104 \.\. 20181231\n +(SPX )?train +4779 rows  1999-01-04 \.\. 2017-12-28", out)
     assert expected in out, out
-    assert not storage.exists() and not ray.is_initialized()
+    assert not storage.exists() and out.rstrip().endswith("ray started: False")

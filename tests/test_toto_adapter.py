@@ -269,3 +269,15 @@ def test_a_global_batch_draws_windows_from_every_series_inside_its_training_wind
     assert abs(from_b.mean() - 69 / (69 + 269)) < 0.03
     assert (values[from_b][mask[from_b]] >= 1100).all() and (values[from_b][mask[from_b]] < 1200).all()
     assert (values[~from_b][mask[~from_b]] < 300).all()
+
+
+def test_the_mean_path_has_no_distribution_and_few_paths_resolve_only_the_middle_levels(config, data):
+    from trainables import quantiles
+
+    mean = TotoAdapter({**config, "num_samples": 0}, seed=0).forecast(data, ORIGINS[:3])
+    assert np.isfinite(mean.point).all() and np.isnan(mean.quantiles).all()
+    eight = TotoAdapter({**config, "num_samples": 8}, seed=0).forecast(data, ORIGINS[:3])
+    resolved = [t for t in quantiles.LEVELS if 1 <= t * 9 <= 8]  # 8 draws: levels 1/9 … 8/9
+    for j, level in enumerate(quantiles.LEVELS):
+        assert np.isfinite(eight.quantiles[..., j]).all() == (level in resolved), level
+    assert resolved == [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
