@@ -365,6 +365,37 @@ def test_killed_trial_process_is_retried_from_its_last_fold(tmp_path, tiny_confi
     assert len(glob.glob(os.path.join(trial, "tensorboard", killed["unit"], "events.*"))) == 1, "not rerun"
 
 
+def test_a_trial_killed_mid_fold_keeps_the_units_it_finished(tmp_path, tiny_config):
+    """Records are written as each unit ends, not per fold: SIGKILL between a fold's two seeds, and
+    the retried trial runs only the unit that was running."""
+    import threading
+
+    storage = tmp_path / "r"
+    seen = {}
+
+    def kill_after_first_unit():
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            records = glob.glob(str(storage / "m" / "trial_*" / "units" / "*" / "record.json"))
+            if records:
+                record = json.loads(open(records[0]).read())
+                seen.update(unit=record["unit"], stored=len(records))
+                os.kill(record["pid"], signal.SIGKILL)
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=kill_after_first_unit)
+    watcher.start()
+    args = sweep_args(storage, tiny_config, "--mode", "quick", "--max-runs", "1", "--folds", "1", "--seeds", "2",
+                      "--name", "m", "--max-failures", "2")  # fmt: skip
+    assert main("tft", args) == 0
+    watcher.join()
+    assert seen.get("stored") == 1, f"the first unit's record was not alone when the trial was killed: {seen}"
+    trial = glob.glob(str(storage / "m" / "trial_*"))[0]
+    assert len(_last_progress(trial)) == 2
+    assert len(glob.glob(os.path.join(trial, "tensorboard", seen["unit"], "events.*"))) == 1, "the finished unit reran"
+
+
 @pytest.mark.usefixtures("ray_session")
 def test_keep_top_k_bounds_the_disk_to_the_best_models(tmp_path, tiny_config):
     storage = tmp_path / "r"

@@ -274,26 +274,13 @@ def _run_fold(
     dests = [[f"{units}/{key[a, s]}" for s in group] for a, _, group, _ in jobs]
     logs = [_log_dir(plan, key[a, s]) for a, s, _, _ in jobs]
     scoring = plan.scoring
-    if plan.parallel_units > 1:
-        task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
-        refs = {id(d): ray.put(d) for _, _, _, d in jobs}  # one copy of each asset's data in the object store
-        results = ray.get(
-            [
-                task.remote(
-                    plan.entry, config, refs[id(d)], s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, None, scoring
-                )
-                for (_, s, _, d), ds, lg in zip(jobs, dests, logs)
-            ]
-        )
-    else:
-        results = []
-        for (a, s, _, d), ds, lg in zip(jobs, dests, logs):
-            hook = live.hook(key[a, s])
-            job = _unit_job(plan.entry, config, d, s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, hook, scoring)
-            results.append(job)
-            live.unit_done(key[a, s])
-    records = []
-    for (asset, seed, group, _), result in zip(jobs, results):
+    records: dict[int, list[dict]] = {}  # by job: reported in job order whatever order they end in
+
+    def store_records(index: int, result: dict) -> None:
+        """Write one finished run's records at once (each seed it stands for): a driver or trial
+        killed later loses only the units still running."""
+        asset, seed, group, _ = jobs[index]
+        records[index] = []
         for s in group:
             record = {"fold": fold.name, "seed": s, "unit": key[asset, s], **result}
             if asset is not None:
@@ -301,8 +288,28 @@ def _run_fold(
             if s != seed:
                 record.update(shared_from=key[asset, seed], train_seconds=0.0)
             store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
-            records.append(record)
-    return records
+            records[index].append(record)
+
+    if plan.parallel_units > 1:
+        task = ray.remote(_unit_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
+        refs = {id(d): ray.put(d) for _, _, _, d in jobs}  # one copy of each asset's data in the object store
+        pending = {
+            task.remote(
+                plan.entry, config, refs[id(d)], s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, None, scoring
+            ): i
+            for i, ((_, s, _, d), ds, lg) in enumerate(zip(jobs, dests, logs))
+        }
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            store_records(pending.pop(ready), ray.get(ready))
+    else:
+        for i, ((a, s, _, d), ds, lg) in enumerate(zip(jobs, dests, logs)):
+            hook = live.hook(key[a, s])
+            store_records(
+                i, _unit_job(plan.entry, config, d, s, ds, lg, plan.cpus_per_unit, plan.early_stop_on, hook, scoring)
+            )
+            live.unit_done(key[a, s])
+    return [r for i in sorted(records) for r in records[i]]
 
 
 def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
@@ -315,37 +322,32 @@ def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: 
     first = plan.assets[0]
     dests = {s: {a: f"{units}/{key[a, s]}" for a in plan.assets} for s in seeds}
     logs = {s: _log_dir(plan, key[first, s]) for s in seeds}
-    if plan.parallel_units > 1:
-        task = ray.remote(_global_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
-        ref = ray.put(datas)
-        args = (plan.cpus_per_unit, plan.early_stop_on, None, plan.scoring)
-        results = ray.get([task.remote(plan.entry, config, ref, s, dests[s], logs[s], *args) for s in seeds])
-    else:
-        results = []
-        for s in seeds:
-            hook = live.hook(key[first, s])
-            job = _global_job(
-                plan.entry,
-                config,
-                datas,
-                s,
-                dests[s],
-                logs[s],
-                plan.cpus_per_unit,
-                plan.early_stop_on,
-                hook,
-                plan.scoring,
-            )
-            results.append(job)
-            live.unit_done(key[first, s])
-    records = []
-    for s, by_asset in zip(seeds, results):
+    records: dict[int, list[dict]] = {}
+
+    def store_records(s: int, by_asset: dict[str, dict]) -> None:
+        """Write one seed's records (an asset each) as soon as its model is done."""
+        records[s] = []
         for asset, result in by_asset.items():
             record = {"fold": fold.name, "seed": s, "unit": key[asset, s], "asset": asset, **result}
             record["model_in"] = key[result["model_in"], s]  # the unit directory holding the model
             store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
-            records.append(record)
-    return records
+            records[s].append(record)
+
+    if plan.parallel_units > 1:
+        task = ray.remote(_global_job).options(num_cpus=plan.cpus_per_unit, num_gpus=plan.gpus_per_unit)
+        ref = ray.put(datas)
+        args = (plan.cpus_per_unit, plan.early_stop_on, None, plan.scoring)
+        pending = {task.remote(plan.entry, config, ref, s, dests[s], logs[s], *args): s for s in seeds}
+        while pending:
+            (ready,), _ = ray.wait(list(pending), num_returns=1)
+            store_records(pending.pop(ready), ray.get(ready))
+    else:
+        for s in seeds:
+            hook = live.hook(key[first, s])
+            args = (plan.cpus_per_unit, plan.early_stop_on, hook, plan.scoring)
+            store_records(s, _global_job(plan.entry, config, datas, s, dests[s], logs[s], *args))
+            live.unit_done(key[first, s])
+    return [r for s in seeds for r in records[s]]
 
 
 def finished_units(trial_store: str) -> list[dict]:
