@@ -338,7 +338,18 @@ def _trial_dirname(trial) -> str:
 
 
 def run(spec: SweepSpec, prepared: Prepared) -> int:
-    """Fit (or restore) the Tune experiment, then print the ranking; returns the exit code."""
+    """Fit (or restore) the Tune experiment, then print the ranking; returns the exit code. The
+    sweep directory is this driver's alone meanwhile (sweeps.lock: a second driver is refused)."""
+    from sweeps.lock import DriverLock
+
+    with DriverLock(spec.sweep_dir) as lock:
+        if lock.taken_over:
+            who = lock.taken_over
+            print(f"note: took over the lock of a driver that is gone (pid {who.get('pid')} on {who.get('host')})")
+        return _run(spec, prepared, lock)
+
+
+def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
     searcher = ("optuna", "ray.tune.search.optuna") if spec.mode == "optuna" else ()
     # ray.init mostly waits for Ray's processes to start: Tune and the trainable import meanwhile.
     importing = imports.in_background(("ray.tune", "trainables.nested", "sweeps.summary", *searcher), "tune-imports")
@@ -389,6 +400,7 @@ def run(spec: SweepSpec, prepared: Prepared) -> int:
     else:
         if spec.overwrite and store.exists(path):  # on s3:// too (--resume auto starts over with it)
             store.delete_dir(path)
+            lock.write()  # the directory's lock went with it
         configs = None
         if spec.merge:
             configs = _merge_configs(spec, entry, stored, prior, prepared)

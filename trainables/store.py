@@ -78,3 +78,12 @@ def read_json_files(pattern_dir: str, name: str) -> list[dict]:
 def delete_dir(path: str) -> None:
     fs, p = filesystem(path)
     fs.delete_dir(p)
+
+
+def delete_file(path: str) -> None:
+    """Remove one file (nothing when it is already gone)."""
+    fs, p = filesystem(path)
+    try:
+        fs.delete_file(p)
+    except FileNotFoundError:
+        pass
