@@ -331,26 +331,31 @@ def test_ctrl_c_stops_cleanly_and_leaves_a_resumable_sweep(tmp_path, tiny_config
 
 
 @pytest.mark.usefixtures("ray_session")
-def test_killed_trial_process_is_retried_from_its_last_fold(tmp_path, tiny_config):
-    """SIGKILL the trial's worker process mid-sweep: Tune retries it, finished units are kept."""
+def _kill_after_first_unit(sweep, killed: dict):
+    """A thread that SIGKILLs the trial process as soon as the first unit record appears under
+    `sweep`, noting in `killed` that unit, its pid and how many records were stored then."""
     import threading
 
-    storage = tmp_path / "r"
-    killed = {}
-
-    def kill_after_first_unit():
+    def watch():
         deadline = time.time() + 240
         while time.time() < deadline:
-            records = glob.glob(str(storage / "w" / "trial_*" / "units" / "*" / "record.json"))
+            records = glob.glob(str(sweep / "trial_*" / "units" / "*" / "record.json"))
             if records:
                 record = json.loads(open(records[0]).read())
-                killed.update(unit=record["unit"], pid=record["pid"])
+                killed.update(unit=record["unit"], pid=record["pid"], stored=len(records))
                 os.kill(record["pid"], signal.SIGKILL)
                 return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
-    watcher = threading.Thread(target=kill_after_first_unit)
+    watcher = threading.Thread(target=watch)
     watcher.start()
+    return watcher
+
+
+def test_killed_trial_process_is_retried_from_its_last_fold(tmp_path, tiny_config):
+    """SIGKILL the trial's worker process mid-sweep: Tune retries it, finished units are kept."""
+    storage, killed = tmp_path / "r", {}
+    watcher = _kill_after_first_unit(storage / "w", killed)
     args = sweep_args(storage, tiny_config, "--mode", "quick", "--max-runs", "1", "--folds", "3", "--seeds", "1",
                       "--name", "w", "--max-failures", "2")  # fmt: skip
     assert main("tft", args) == 0
@@ -368,24 +373,8 @@ def test_killed_trial_process_is_retried_from_its_last_fold(tmp_path, tiny_confi
 def test_a_trial_killed_mid_fold_keeps_the_units_it_finished(tmp_path, tiny_config):
     """Records are written as each unit ends, not per fold: SIGKILL between a fold's two seeds, and
     the retried trial runs only the unit that was running."""
-    import threading
-
-    storage = tmp_path / "r"
-    seen = {}
-
-    def kill_after_first_unit():
-        deadline = time.time() + 240
-        while time.time() < deadline:
-            records = glob.glob(str(storage / "m" / "trial_*" / "units" / "*" / "record.json"))
-            if records:
-                record = json.loads(open(records[0]).read())
-                seen.update(unit=record["unit"], stored=len(records))
-                os.kill(record["pid"], signal.SIGKILL)
-                return
-            time.sleep(0.1)
-
-    watcher = threading.Thread(target=kill_after_first_unit)
-    watcher.start()
+    storage, seen = tmp_path / "r", {}
+    watcher = _kill_after_first_unit(storage / "m", seen)
     args = sweep_args(storage, tiny_config, "--mode", "quick", "--max-runs", "1", "--folds", "1", "--seeds", "2",
                       "--name", "m", "--max-failures", "2")  # fmt: skip
     assert main("tft", args) == 0
