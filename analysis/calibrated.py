@@ -84,6 +84,8 @@ def references(bands: pd.DataFrame, garch: pd.DataFrame) -> dict[str, dict]:
     test = garch[garch["split"] == "test"] if not garch.empty else garch
     if not test.empty:
         h = int(test["horizon"].max())
-        c = judge(test[test["horizon"] == h].assign(fold_end=""))
+        # Sweeps on the same asset and folds (best.py over several) hold the same GARCH forecasts: once each.
+        one = test[test["horizon"] == h].drop_duplicates(["asset", "fold_id", "origin", "step"])
+        c = judge(one.assign(fold_end=""))
         out["GARCH(1,1)-t"] = c.summary() if c else {"word": "untested"}
     return out

@@ -269,3 +269,21 @@ def test_kupiec_size_on_the_80_band_is_about_five_percent():
         cal.kupiec(band.hits(rng.standard_normal(250), q).astype(bool), band.p).pvalue < 0.05 for _ in range(400)
     ]
     assert 0.02 <= np.mean(rejects) <= 0.09
+
+
+def test_garch_of_two_sweeps_on_the_same_asset_and_folds_is_judged_once():
+    import pandas as pd
+    from scipy import stats
+
+    from analysis.calibrated import references
+    from trainables import quantiles
+
+    rng = np.random.default_rng(0)
+    n = 400
+    garch = pd.DataFrame({"asset": "SPX", "fold_id": "f1", "split": "test", "horizon": 1,
+                          "origin": np.arange(n), "step": 1, "y_true": rng.normal(size=n)})  # fmt: skip
+    for level, col in zip(quantiles.LEVELS, quantiles.columns()):
+        garch[col] = stats.norm.ppf(level)
+    once = references(pd.DataFrame(), garch)["GARCH(1,1)-t"]
+    twice = references(pd.DataFrame(), pd.concat([garch, garch], ignore_index=True))["GARCH(1,1)-t"]
+    assert once["word"] == "calibrated" and twice == once
