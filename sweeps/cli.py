@@ -331,7 +331,9 @@ def main(model: str, argv: list[str] | None = None) -> int:
 
         prepared = driver.prepare(spec)
         if args.dry_run:
-            print(driver.dry_run(spec, prepared))
+            from sweeps import dry_run
+
+            print(dry_run.report(spec, prepared))
             return 0
         return driver.run(spec, prepared)
     except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
