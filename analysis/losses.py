@@ -99,13 +99,13 @@ def read_tables(runs: pd.DataFrame) -> Tables:
         losses.append(unit_losses(table).assign(**unit, mase_scale=float(row.get("mase_scale", np.nan))))
         bands.append(unit_bands(table).assign(**unit))
     if not losses:
-        return Tables(pd.DataFrame(columns=LOSS_COLUMNS), pd.DataFrame(columns=BAND_COLUMNS), bad)
+        return Tables(pd.DataFrame(columns=LOSS_COLUMNS), pd.DataFrame(columns=BAND_COLUMNS), unreadable=bad)
     every = pd.concat(losses, ignore_index=True).assign(garch_ql=np.nan)  # GARCH's: joined per sweep
     keys = [*UNIT_KEYS[:2], "split", *UNIT_KEYS[2:], "origin", "horizon"]
     mean_losses = every.groupby(keys, sort=False)[[*LOSS_VALUES, "mase_scale"]].mean().reset_index()
     every = pd.concat(bands, ignore_index=True)
     mean_bands = every.groupby([*UNIT_KEYS, "origin", "step"], sort=False)[["y_true", *QUANTILE_COLUMNS]].mean()
-    return Tables(mean_losses[LOSS_COLUMNS], mean_bands.reset_index()[BAND_COLUMNS], bad)
+    return Tables(mean_losses[LOSS_COLUMNS], mean_bands.reset_index()[BAND_COLUMNS], unreadable=bad)
 
 
 def _units_key(runs: pd.DataFrame) -> str:

@@ -199,3 +199,15 @@ def test_configurations_with_identical_losses_share_their_mcs_result():
     assert table.loc["c3", "in_mcs"] == table.loc["c1", "in_mcs"]
     assert table.loc["c3", "mcs_pvalue"] == table.loc["c1", "mcs_pvalue"]
     assert table.loc["c0", "in_mcs"]
+
+
+def test_a_unit_without_readable_forecasts_is_named_not_fatal(tmp_path):
+    from analysis.losses import read_tables
+
+    runs = pd.DataFrame(
+        {"model": "m", "config_id": "c0", "fold_id": "f1", "seed": 7, "trial_path": str(tmp_path), "unit": "u1",
+         "asset": "", "fold_end": "2020", "mase_scale": 1.0, "status": "complete"}, index=[0],
+    )  # fmt: skip
+    tables = read_tables(runs)
+    assert tables.unreadable == [f"{tmp_path}/units/u1/predictions.parquet"]
+    assert tables.losses.empty and tables.garch.empty
