@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from search_spaces import domains, strategies
-from sweeps import imports, merge, provenance, resume
+from sweeps import caveats, imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
-from trainables.data import Reading, fallback_warning, read_prices, read_universe
+from trainables.data import Reading, read_prices, read_universe
 from trainables.features import add_features
 from trainables.folds import Fold
 
@@ -127,8 +127,8 @@ def prepare(spec: SweepSpec) -> Prepared:
     _check_configs(spec, base)
     _check_target(spec, folds, tuple(a for a in frames if a is not None))
     # Last: bad input gets its one error line alone.
-    _warn_fallbacks(readings)
-    _warn_few_origins(folds, frames, context, horizon, spec.origin_stride)
+    caveats.fallbacks(readings)
+    caveats.few_origins(folds, frames, context, horizon, spec.origin_stride)
     assets = tuple(a for a in frames if a is not None)
     return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped, readings)
 
@@ -145,13 +145,6 @@ def _frames(spec: SweepSpec) -> tuple[dict[str | None, pd.DataFrame], tuple[str,
     for asset, prices in universe.items():
         out[asset], features = add_features(prices, spec.features)
     return out, features, dict(readings)
-
-
-def _warn_fallbacks(readings: dict[str | None, Reading]) -> None:
-    """One warning line per file whose open/high/low/volume were made up (a universe's assets share theirs)."""
-    for line in dict.fromkeys(fallback_warning(r) for r in readings.values()):
-        if line:
-            print(line, file=sys.stderr)
 
 
 def _check_rows(spec: SweepSpec, frames: dict, folds: tuple[Fold, ...], context: int, horizon: int) -> dict[str, str]:
@@ -171,9 +164,6 @@ def _check_rows(spec: SweepSpec, frames: dict, folds: tuple[Fold, ...], context:
     return dropped
 
 
-MIN_ORIGINS = 30  # fewer forecast origins per window leave the DM test with little power
-
-
 def _check_positive(spec: SweepSpec, frame: pd.DataFrame) -> None:
     """A metric that divides by prices needs a target above zero everywhere."""
     from trainables.metrics import needs_positive
@@ -185,23 +175,6 @@ def _check_positive(spec: SweepSpec, frame: pd.DataFrame) -> None:
             f"target column {spec.columns.close!r} has {int(bad.sum())} value(s) ≤ 0 (first on {first}): "
             f"{spec.metric} divides by prices; select on --metric val_rel_mae or val_mae (pct metrics are then NaN)"
         )
-
-
-def _warn_few_origins(folds: tuple[Fold, ...], frames: dict, context: int, horizon: int, stride: int) -> None:
-    """A warning, not an error: too few origins per val / test window for the tests against naive."""
-    from trainables.unit import origins
-
-    stamps = [frame["timestamp"] for frame in frames.values()]
-    for split, at in (("val", 1), ("test", 2)):
-        counts = [len(origins(fold_mod.windows(f, ts)[at], context, horizon, stride)) for f in folds for ts in stamps]
-        if min(counts) < MIN_ORIGINS:
-            need = (MIN_ORIGINS - 1) * stride + horizon  # rows that hold MIN_ORIGINS origins
-            fix = f"use --{split}-size {need}" + (" or a smaller --origin-stride" if stride > 1 else "")
-            print(
-                f"warning: {split} windows give {min(counts)} forecast origin(s) at horizon {horizon}, stride "
-                f"{stride} (fewer than {MIN_ORIGINS} leave the tests vs naive weak): {fix}",
-                file=sys.stderr,
-            )
 
 
 def _check_weights(base: dict) -> None:
