@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from search_spaces import domains, strategies
-from sweeps import caveats, imports, merge, provenance, resume
+from sweeps import capacity, caveats, imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
@@ -272,18 +272,14 @@ def _init_ray(address: str | None, verbose: bool = True) -> bool:
     return True
 
 
-def _resources(spec: SweepSpec):
-    import ray
+def _resources(spec: SweepSpec, sizing):
     from ray import tune
 
-    gpus = spec.gpus_per_trial
-    if gpus is None:
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    unit = {"CPU": spec.cpus_per_trial, "GPU": gpus}
+    unit = {"CPU": spec.cpus_per_trial, "GPU": sizing.gpus_per_unit}
     if spec.parallel_units == 1:
-        return tune.PlacementGroupFactory([unit]), gpus
+        return tune.PlacementGroupFactory([unit])
     # The trial actor only orchestrates: a sliver of CPU; its unit tasks take the real bundles.
-    return tune.PlacementGroupFactory([{"CPU": 0.01}] + [unit] * spec.parallel_units), gpus
+    return tune.PlacementGroupFactory([{"CPU": 0.01}] + [unit] * spec.parallel_units)
 
 
 def _record(spec: SweepSpec, prepared: Prepared) -> None:
@@ -340,7 +336,9 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
     from trainables.unit import Scoring
 
     entry = registry.get(spec.model)
-    resources, gpus = _resources(spec)
+    # What the cluster can grow to (an autoscaler's node types), not only what is up now.
+    sizing = capacity.size(spec, capacity.discover())
+    resources = _resources(spec, sizing)
     local = "://" not in spec.storage
     storage = os.path.abspath(spec.storage) if local else spec.storage
     path = f"{storage.rstrip('/')}/{spec.name}"
@@ -360,7 +358,7 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
         parallel_units=spec.parallel_units,
         unit_steps=prepared.unit_steps,
         cpus_per_unit=spec.cpus_per_trial,
-        gpus_per_unit=gpus,
+        gpus_per_unit=sizing.gpus_per_unit,
         experiment_path=path,
         prior=prior,
     )
@@ -389,7 +387,7 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
             print("--merge: every (configuration, fold, seed) unit is already stored; nothing to run")
             print(summary.describe(spec, path, time.perf_counter() - t0))
             return 0
-        tuner = _new_tuner(spec, entry, trainable, storage, plan, ray.cluster_resources(), configs, resources)
+        tuner = _new_tuner(spec, entry, trainable, storage, plan, sizing, configs, resources)
     results, interrupted = _fit(tuner)
     if spec.keep_top_k and not interrupted:  # before the report, so its tables list what remains
         from sweeps.prune import keep_top_k
@@ -442,9 +440,7 @@ def _merge_configs(spec: SweepSpec, entry, stored: list[dict], prior: dict, prep
     return todo
 
 
-def _new_tuner(
-    spec: SweepSpec, entry, trainable, storage: str, plan, cluster: dict, configs: list[dict] | None, resources
-):
+def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, sizing, configs: list[dict] | None, resources):
     import logging
 
     from ray import tune
@@ -458,8 +454,7 @@ def _new_tuner(
     # Each explicit configuration differs from the baseline constants by design: not worth a warning.
     logging.getLogger("ray.tune.search.variant_generator").setLevel(logging.ERROR)
     base = spec.baseline(entry.spaces().BASELINE)
-    per_trial = spec.cpus_per_trial * spec.parallel_units
-    concurrent = spec.max_concurrent or max(1, int(cluster.get("CPU", 1) // per_trial))
+    concurrent = sizing.concurrent
     search = strategies.build(
         "priority" if configs else spec.mode,
         entry.spaces(),
@@ -490,6 +485,7 @@ def _new_tuner(
                 where,
                 assets,
                 spec.fit,
+                sized=sizing.why,
             )
         )
         callbacks.append(Progress(n, folds * seeds * max(assets, 1), spec.metric, plan.experiment_path))

@@ -49,6 +49,7 @@ def header(
     where: str,
     assets: int = 0,
     fit: str = "",
+    sized: str = "",
 ) -> str:
     per = folds * seeds * max(assets, 1)
     axes = f"{assets} assets × " if assets else ""
@@ -60,6 +61,7 @@ def header(
     return (
         f"Sweep {model} · mode {mode} · {configs} configurations × {axes}{folds} folds × {seeds} seeds = {units} units\n"
         f"  {resources} · results: {where}"
+        + (f"\n  sized by {sized}" if sized else "")
         + ("\n  fit global: one model per (fold, seed) on every asset, scored on each" if fit == "global" else "")
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,6 +56,21 @@ def tiny_config(tmp_path) -> str:
 def sweep_args(storage, config: str, *extra: str) -> list[str]:
     """CLI arguments of a tiny, CPU-only sweep into `storage`."""
     return ["--config", config, "--storage", str(storage), "--gpus-per-trial", "0", *TINY_FOLDS, *extra]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ray_node(*args: str, env: dict, log=subprocess.DEVNULL) -> subprocess.Popen:
+    """`ray start --block ...` as a child of the test (a node of a cluster of its own)."""
+    # --block keeps each node's processes under one parent that stops them on SIGTERM, so the
+    # test never touches the test session's own Ray instance (`ray stop` would).
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    return subprocess.Popen([ray_bin, "start", "--block", "--disable-usage-stats", *args], env=env,
+                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log)  # fmt: skip
 
 
 def synthetic_prices(n: int = 400, seed: int = 0) -> pd.DataFrame:

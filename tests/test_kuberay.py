@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sweeps import capacity
 from sweeps.cli import parser, spec_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,16 +189,24 @@ def test_gpu_workers_scale_from_zero_and_fit_the_trials():
     res = container["resources"]
     assert res["requests"] == res["limits"], "extended resources (GPUs) need requests == limits"
     gpus, cpus = int(res["limits"]["nvidia.com/gpu"]), float(res["limits"]["cpu"])
-    # --gpus-per-trial must be explicit: at the start the cluster has no GPU for the default to see.
-    assert spec.gpus_per_trial is not None and spec.gpus_per_trial > 0
-    per_trial_gpus, per_trial_cpus = (
-        spec.gpus_per_trial * spec.parallel_units,
-        spec.cpus_per_trial * spec.parallel_units,
+    # With 0 pods at the start, the driver sizes trials by the RayCluster as Ray's KubeRay code
+    # translates it for the autoscaler (sweeps.capacity): a GPU per trial, as many as the pods hold.
+    sizing = capacity.size(spec, capacity.from_kuberay_config(_autoscaler_view(), "default/forecast-sweeps"))
+    assert spec.gpus_per_trial is None and spec.max_concurrent is None, "sized by the cluster, not by flags"
+    trials_per_pod = int(gpus // sizing.gpus_per_unit)
+    assert sizing.gpus_per_unit == 1 and trials_per_pod * spec.cpus_per_trial * spec.parallel_units <= cpus
+    assert sizing.concurrent == trials_per_pod * group["maxReplicas"]
+    assert f"up to {group['maxReplicas']} × gpu {{CPU: 4, GPU: 1}}" in sizing.why
+
+
+def _autoscaler_view() -> dict:
+    """The RayCluster as KubeRay's autoscaler sidecar sees it (Ray's own translation)."""
+    from ray.autoscaler._private.kuberay.autoscaling_config import _derive_autoscaling_config_from_ray_cr
+
+    cluster = _doc("RayCluster")
+    return _derive_autoscaling_config_from_ray_cr(
+        {**cluster, "metadata": {**cluster["metadata"], "namespace": "default"}}
     )
-    trials_per_pod = int(gpus // per_trial_gpus)
-    assert trials_per_pod >= 1 and trials_per_pod * per_trial_gpus == gpus, "GPU requests match --gpus-per-trial"
-    assert trials_per_pod * per_trial_cpus <= cpus
-    assert spec.max_concurrent == trials_per_pod * group["maxReplicas"]
 
 
 def test_no_public_ports_and_no_credentials():

@@ -5,29 +5,14 @@ from __future__ import annotations
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY_FOLDS, TINY_TFT
+from conftest import ROOT, TINY_FOLDS, TINY_TFT, free_port, ray_node
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ray(*args: str, env: dict) -> subprocess.Popen:
-    # --block keeps each node's processes under one parent that stops them on SIGTERM, so the
-    # test never touches the test session's own Ray instance (`ray stop` would).
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    return subprocess.Popen([ray_bin, "start", "--block", "--disable-usage-stats", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +20,11 @@ def two_nodes():
     """(address, env with the token) of a head node and a worker node, 1 CPU each."""
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": str(ROOT)}  # fmt: skip
-    port = _free_port()
-    head = _ray("--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false", env=env)
+    port = free_port()
+    head = ray_node("--head", f"--port={port}", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false", env=env)
     address = f"127.0.0.1:{port}"
     time.sleep(6)
-    worker = _ray(f"--address={address}", "--num-cpus=1", "--num-gpus=0", '--resources={"worker_node": 1}', env=env)
+    worker = ray_node(f"--address={address}", "--num-cpus=1", "--num-gpus=0", '--resources={"worker_node": 1}', env=env)
     _wait_for_nodes(address, env, 2)
     yield address, env, worker
     for proc in (worker, head):

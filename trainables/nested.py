@@ -19,6 +19,7 @@ import json
 import math
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,6 +195,7 @@ def _unit_job(
     """Run one unit and store its files at each of `dests` (several when seeds share it); runs in the
     trial process or as a Ray task on any node. The caller writes record.json after this returns,
     so a unit with a record is complete."""
+    started = time.time()
     _prepare(entry, cpus)
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "unit")
@@ -202,7 +204,7 @@ def _unit_job(
         )
         for i, dest in enumerate(dests):
             store.put_dir(out, dest, keep=i < len(dests) - 1)
-    return {**record, **_where()}
+    return {**record, **_where(started)}
 
 
 def _global_job(
@@ -219,6 +221,7 @@ def _global_job(
 ) -> dict[str, dict]:
     """One model on every asset of a fold (`--fit global`), each asset's files stored at its `dests`
     entry; the caller writes the records. Runs in the trial process or as a Ray task."""
+    started = time.time()
     _prepare(entry, cpus)
     with tempfile.TemporaryDirectory() as tmp:
         outs = {a: os.path.join(tmp, a) for a in datas}
@@ -227,13 +230,21 @@ def _global_job(
         )
         for asset, out in outs.items():
             store.put_dir(out, dests[asset])
-    where = _where()
+    where = _where(started)
     return {a: {**r, **where} for a, r in records.items()}
 
 
-def _where() -> dict:
-    """Where a unit ran (node, process) and the process's peak memory so far, for its record."""
-    return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "peak_rss_mb": _peak_rss_mb()}
+def _where(started: float) -> dict:
+    """Where and when a unit ran (node, process, GPUs Ray gave it, wall-clock start and end) and
+    the process's peak memory so far, for its record."""
+    return {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "pid": os.getpid(),
+        "gpu_ids": [str(g) for g in ray.get_gpu_ids()],
+        "started_at": started,
+        "finished_at": time.time(),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _peak_rss_mb() -> float:
