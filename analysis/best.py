@@ -74,7 +74,18 @@ def best_record(ranked: pd.DataFrame, runs: pd.DataFrame, rank: int = 1) -> dict
             (f"{u['sweep']}/{u['unit']}" if several else u["unit"]): u["checkpoint"] for _, u in units.iterrows()
         },
         "trial_path": row["trial_path"],
+        **_versus_bar(ranked, row),
     }
+
+
+def _versus_bar(ranked: pd.DataFrame, row: pd.Series) -> dict:
+    """Which baseline is the bar and whether this configuration clears it, in words (analysis.bar)."""
+    from analysis import bar
+
+    chosen = (ranked.attrs.get("verdicts") or {}).get("best_baseline")
+    mine = {"model": row["model"], "config_id": row["config_id"], "baseline": bool(row.get("baseline", False)),
+            "test_dm_p_baseline": row.get("test_dm_p_baseline")}  # fmt: skip
+    return {"bar": chosen, "versus_bar": bar.words(mine, chosen)}
 
 
 def best_runs(

@@ -53,6 +53,7 @@ def _best(best: dict | None, metric: str) -> list[str]:
         ("MASE val / test", f"{fmt(m.get('val_mase'), 4)} / {fmt(m.get('test_mase'), 4)}"),
         ("vs naive on test (one-sided DM, pooled)", _versus(best.get("verdict", {}))),
         ("in the 90 % MCS (val)", _yes(best.get("verdict", {}).get("in_mcs"))),
+        ("vs the best baseline on test (one-sided DM; the bar chosen on val)", best.get("versus_bar", "untested")),
         (
             "quantile loss val / test: rel_ql (< 1 beats the probabilistic random walk)",
             f"{fmt(m.get('val_rel_ql'), 4)} / {fmt(m.get('test_rel_ql'), 4)}",
@@ -120,9 +121,28 @@ def _verdicts(t: SweepTables, summary: dict) -> list[str]:
         f"the best (Hansen, Lunde & Nason; {v.get('mcs_method', 'R')} statistic). Stationary bootstrap, "
         f"{v.get('bootstrap', {}).get('reps')} replications, mean block length {block}, seed {v.get('seed')}.",
         *_dist_verdicts(v),
+        *_bar_verdicts(v),
         *(f"\n> {n}" for n in v.get("notes", [])),
     ]
     return lines
+
+
+def _bar_verdicts(v: dict) -> list[str]:
+    """Against the best baseline (chosen on val): SPA on test over every configuration of a model."""
+    bar = v.get("best_baseline")
+    if not bar:
+        return []
+    from analysis.verdicts import spa_words
+
+    p = (v.get("spa_pvalue_baseline") or {}).get("test")
+    beats = (v.get("beats_best_baseline_count") or {}).get("test", 0)
+    return [
+        "",
+        f"**Does anything beat the best baseline, {bar['name']}?** {spa_words(p, bar['name'])}; "
+        f"{beats} configuration(s) beat it alone (one-sided DM on test, 5 %). The bar is the baseline with the "
+        "best robust val score (random walk, drift, historical mean, AutoARIMA, AutoETS, AutoTheta); chosen on "
+        "val, it is a fixed benchmark on test, and SPA counts every configuration tried.",
+    ]
 
 
 def _dist_verdicts(v: dict) -> list[str]:
@@ -159,7 +179,10 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
     shown = shown.assign(configuration=config_labels(t.ranked, shown.index))
     if "test_rel_mae" in shown:
         shown = shown.assign(rel_mae_col=shown["test_rel_mae"])
-    for col in ("in_mcs", "beats_naive_prob", "beats_garch"):
+    if "baseline" in shown:
+        shown = shown.assign(configuration=[f"[baseline] {c}" if b is True else c
+                                            for c, b in zip(shown["configuration"], shown["baseline"])])  # fmt: skip
+    for col in ("in_mcs", "beats_naive_prob", "beats_garch", "beats_best_baseline"):
         if col in shown:
             shown = shown.assign(**{col: shown[col].map({True: "yes", False: "no"}).fillna("")})
     test = "test_" + t.metric.removeprefix("val_")
@@ -174,6 +197,7 @@ def _ranking(t: SweepTables, top: int = 15) -> str:
         "test_dm_p_pooled": "DM p (test, one-sided)",
         "verdict": "vs naive (test)",
         "in_mcs": "in MCS (val)",
+        "beats_best_baseline": "beats the best baseline (test)",
         "test_rel_ql": "rel QL (test)",
         "beats_naive_prob": "dist. beats RW (test)",
         "beats_garch": "dist. beats GARCH (test)",
@@ -332,6 +356,7 @@ def comparison_report(compare: pd.DataFrame, metric: str, notes: list[str]) -> s
     test = "test_" + metric.removeprefix("val_")
     cols = {
         "model": "model",
+        "name": "method",
         "config_id": "config",
         "sweeps": "sweep",
         metric: f"{metric} mean",
@@ -340,11 +365,15 @@ def comparison_report(compare: pd.DataFrame, metric: str, notes: list[str]) -> s
         test: test,
         "test_rel_mae": "rel MAE (test)",
         "verdict": "vs naive (test)",
+        "versus_bar": "vs the best baseline (test)",
         "in_mcs": "in MCS (val)",
         "test_sharpe": "test Sharpe",
         "units_compared": "units",
         "status": "status",
     }
     winner = compare.iloc[0] if not compare.empty and compare.iloc[0]["status"] == "ok" else None
-    head = f"Winner: **{winner['model']}** (`{winner['config_id']}`)." if winner is not None else "No winner."
+    head = "No winner."
+    if winner is not None:
+        head = f"Winner: **{winner.get('name', winner['model'])}** (`{winner['config_id']}`)"
+        head += f"; {winner['versus_bar']}." if winner.get("versus_bar") else "."
     return "\n".join(["# Model comparison", "", head, "", table(compare, cols), "", *notes]) + "\n"

@@ -65,6 +65,13 @@ def _versus_naive(ranked) -> list[dict]:
     return [{k: (None if v != v else v) for k, v in row.items()} for row in ok.to_dict(orient="records")]
 
 
+def _answer_bar(v: dict) -> dict:
+    bar = v.get("best_baseline")
+    if not bar:
+        return {}
+    return {"answer_baseline": verdicts.spa_words((v.get("spa_pvalue_baseline") or {}).get("test"), bar["name"])}
+
+
 def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
     """summary.json: the best configuration, verdicts, counts of configurations and units, failures and why."""
     errors = Counter(t.ranked.loc[t.ranked["error"] != "", "error"])
@@ -87,6 +94,7 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
             "vs_random_walk": verdicts.spa_words((v.get("spa_pvalue_prob") or {}).get("test"), "the random walk"),
             "vs_garch": verdicts.spa_words((v.get("spa_pvalue_garch") or {}).get("test"), "GARCH"),
         },
+        **_answer_bar(v),
         "verdicts": v,
         "configurations_vs_naive": _versus_naive(t.ranked),
         "flagged_units": flagged_units(t.runs, t.metric),

@@ -19,7 +19,7 @@ import json
 
 import pandas as pd
 
-from analysis import files, impact, logged, markdown, verdicts
+from analysis import bar, files, impact, logged, markdown, verdicts
 from analysis.best import best_record, export
 from analysis.runs import ResultsError, find_sweeps, load_runs, read_sweep
 from analysis.tables import DELTA_MODES
@@ -119,9 +119,14 @@ class Results:
         ranked = self.rank(metric, models, mode, horizon)
         wanted = [metric, *(metrics or [m.format(m=metric.removeprefix("val_")) for m in DEFAULT_COMPARE])]
         cols = list(dict.fromkeys(c for m in wanted for c in (m, f"{m}_std") if c in ranked))
-        judged = [c for c in verdicts.ROW_KEYS[:5] if c in ranked]
+        judged = [c for c in (*verdicts.ROW_KEYS[:5], *verdicts.ROW_KEYS[-3:]) if c in ranked]
         keep = ["rank", "model", "config_id", "sweeps", "status", "robust_score", *cols, *judged, "units_compared"]
-        best = ranked.drop_duplicates("model")[keep + ["config"]].reset_index(drop=True)
+        # Each model's best, and every baseline (drift, AutoETS, … are methods of their own).
+        marked = bar.marks(ranked["model"])
+        best = ranked[marked | ~ranked["model"].duplicated()][keep + ["config"]].reset_index(drop=True)
+        chosen = (ranked.attrs.get("verdicts") or {}).get("best_baseline")
+        best.insert(2, "name", [bar.name(m, c) for m, c in zip(best["model"], best["config"])])
+        best["versus_bar"] = [bar.words(r, chosen) for r in best.to_dict(orient="records")]
         best.attrs.update(ranked.attrs)
         return best
 

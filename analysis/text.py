@@ -24,8 +24,10 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
     labels = config_labels(ranked, shown.index)
     rel = test != "test_rel_mae"  # its own column unless it is the test metric already
     assets = "assets_beating_naive" in ranked  # a universe: assets beaten naive on, worst asset
+    bar = (ranked.attrs.get("verdicts") or {}).get("best_baseline")
     lines = [
-        f"rank  {metric} (mean ± std)  robust  {test}  {'rel_mae(test)  ' if rel else ''}vs naive (test DM)  MCS  "
+        f"rank  {metric} (mean ± std)  robust  {test}  {'rel_mae(test)  ' if rel else ''}vs naive (test DM)  "
+        f"{'vs ' + bar['name'] + ' (test DM)  ' if bar else ''}MCS  "
         "rel_ql(test)  dist>rw  dist>garch  calibration (test)  "
         f"{'assets>naive  worst asset  ' if assets else ''}units  {'sweep  ' if sweeps else ''}configuration"
     ]
@@ -37,15 +39,26 @@ def ranking_text(ranked: pd.DataFrame, metric: str, top: int = 10, sweeps: bool 
             else f"{r['units_done']}/{r['units_expected']}"
         )
         versus = f"{r.get('verdict', 'untested')} p={fmt(r.get('test_dm_p_pooled'))}" if r["status"] == "ok" else "-"
+        versus += f"  {_bar_cell(r, bar)}" if bar else ""
         universe = f"{_asset_cells(r, metric)}  " if assets else ""
         lines.append(
             f"{r['rank']:>4}  {fmt(r.get(metric))} ± {fmt(r.get(f'{metric}_std'))}  {fmt(r['robust_score'])}  "
             f"{fmt(r.get(test))}  {fmt(r.get('test_rel_mae')) + '  ' if rel else ''}{versus}  {_mcs(r.get('in_mcs'))}  "
-            f"{_dist_cells(r)}  {universe}{units}  {r['sweeps'] + '  ' if sweeps else ''}{labels[i]}{status}"
+            f"{_dist_cells(r)}  {universe}{units}  {r['sweeps'] + '  ' if sweeps else ''}"
+            f"{'[baseline] ' if r.get('baseline') is True else ''}{labels[i]}{status}"
         )
     if len(ranked) > top:
         lines.append(f"   … {len(ranked) - top} more")
     return "\n".join(lines)
+
+
+def _bar_cell(row: pd.Series, bar: dict) -> str:
+    """A ranked row against the best baseline: "bar" for the bar itself, yes/no with the DM p."""
+    if row["model"] == bar["model"] and row["config_id"] == bar["config_id"]:
+        return "bar"
+    if row.get("baseline") is True or _mcs(row.get("beats_best_baseline")) == "-":
+        return "-"
+    return f"{_mcs(row.get('beats_best_baseline'))} p={fmt(row.get('test_dm_p_baseline'))}"
 
 
 def _dist_cells(row: pd.Series) -> str:
@@ -92,8 +105,20 @@ def verdict_text(summary: dict) -> str:
             f"90 % Model Confidence Set (val): {mcs.get('val', 0)} of {tested.get('val', 0)} configuration(s), "
             "those statistically indistinguishable from the best",
             *_dist_summary(summary),
+            *_bar_summary(summary),
         ]
     )
+
+
+def _bar_summary(summary: dict) -> list[str]:
+    """SPA of "no configuration beats the best baseline" on test, when baselines were ranked."""
+    from analysis.verdicts import spa_words
+
+    bar = summary.get("best_baseline")
+    if not bar:
+        return []
+    p = (summary.get("spa_pvalue_baseline") or {}).get("test")
+    return [f"Beats the best baseline ({bar['name']}, chosen on val)? test: {spa_words(p, bar['name'])}"]
 
 
 def _dist_summary(summary: dict) -> list[str]:
@@ -130,6 +155,7 @@ def best_text(best: dict) -> str:
             f"random walk: {_mcs(verdict.get('beats_naive_prob'))} (p = {fmt(verdict.get('test_dm_p_prob'))}), "
             f"beats GARCH: {_mcs(verdict.get('beats_garch'))} (p = {fmt(verdict.get('test_dm_p_garch'))}); "
             f"{verdict.get('calibration', 'untested')}",
+            f"  vs the best baseline (the bar, chosen on val): {best.get('versus_bar', 'untested')}",
             f"  checkpoint: {best['checkpoint']}  ({_unit_words(unit)})",
         ]
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.bar import is_baseline, marks
 from analysis.ranking import direction, rank_configs
 from trainables.metrics import DM_LEVEL, dm_test
 
@@ -62,7 +63,7 @@ def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, me
     worst_asset_<metric> for each complete configuration of `ranked`."""
     mode = direction(metric)
     ok = ranked[ranked["status"] == "ok"]
-    counted = [c for name, _, _ in COUNTS for c in (name, f"{name}_k")]
+    counted = [c for name, _, _ in (*COUNTS, BAR_COUNT) for c in (name, f"{name}_k")]
     cols = ["model", "config_id", *counted, "worst_asset", f"worst_asset_{metric}"]
     if ok.empty:
         return pd.DataFrame(columns=cols)
@@ -71,6 +72,7 @@ def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, me
     groups: dict[tuple, list[pd.DataFrame]] = {}  # (model, config_id) → its per-asset test losses
     for (model, cid, _), part in test.groupby(["model", "config_id", "asset"], sort=False) if not test.empty else []:
         groups.setdefault((model, cid), []).append(part)
+    bars = _bars(runs, metric)
     rows = []
     for model, cid in zip(ok["model"], ok["config_id"]):
         values = matrix.loc[cid].dropna() if cid in matrix.index else pd.Series(dtype=float)
@@ -82,10 +84,41 @@ def per_asset(ranked: pd.DataFrame, runs: pd.DataFrame, losses: pd.DataFrame, me
             tested = [p for p in pvalues if np.isfinite(p)]
             k = sum(p < DM_LEVEL for p in tested)
             row.update({name: f"{k}/{len(tested)}", f"{name}_k": k})
+        row.update(_versus_bars(groups.get((model, cid), []), groups, bars) if not is_baseline(model) else {})
         row.update(worst_asset=worst)
         row[f"worst_asset_{metric}"] = values.get(worst, np.nan) if worst is not None else np.nan
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+BAR_COUNT = ("assets_beating_best_baseline", "loss", "bar_loss")
+
+
+def _bars(runs: pd.DataFrame, metric: str) -> dict[str, tuple[str, str]]:
+    """Each asset's best baseline, chosen on that asset's val units (as best_per_asset ranks)."""
+    part = runs[marks(runs["model"])] if not runs.empty else runs
+    if part.empty:
+        return {}
+    best = best_per_asset(part, metric)
+    return {r["asset"]: (r["model"], r["config_id"]) for _, r in best.iterrows() if r["config_id"] is not None}
+
+
+def _versus_bars(parts: list[pd.DataFrame], groups: dict, bars: dict) -> dict:
+    """ "k/N" assets on which a configuration beats that asset's best baseline (test DM at 5 %)."""
+    if not bars:
+        return {}
+    pvalues = []
+    for part in parts:
+        asset = part["asset"].iloc[0]
+        theirs = [p for p in groups.get(bars.get(asset), []) if p["asset"].iloc[0] == asset]
+        if not theirs:
+            continue
+        keys = ["fold_id", "fold_end", "origin"]
+        ref = theirs[0].groupby(keys)["loss"].mean().rename("bar_loss").reset_index()
+        pvalues.append(_beats(part.merge(ref, on=keys, how="inner"), int(part["horizon"].max()), "loss", "bar_loss"))
+    tested = [p for p in pvalues if np.isfinite(p)]
+    k = sum(p < DM_LEVEL for p in tested)
+    return {BAR_COUNT[0]: f"{k}/{len(tested)}", f"{BAR_COUNT[0]}_k": k}
 
 
 def rankings(runs: pd.DataFrame, metric: str, mode: str | None = None) -> dict[str, pd.DataFrame]:

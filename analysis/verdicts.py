@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis import bar as bar_mod
 from analysis.losses import LOSS_COLUMNS, LOSS_VALUES
 from trainables.metrics import DM_LEVEL, dm_test
 
@@ -75,6 +76,11 @@ GARCH_COLUMNS = {
     "val": {"stat": "val_dm_stat_garch", "p": "val_dm_p_garch", "beats": "val_beats_garch"},
     "test": {"stat": "test_dm_stat_garch", "p": "test_dm_p_garch", "beats": "beats_garch"},
 }
+# Against the best baseline (analysis.bar), chosen on val: the test columns are the honest ones.
+BAR_COLUMNS = {
+    "val": {"stat": "val_dm_stat_baseline", "p": "val_dm_p_baseline", "beats": "val_beats_best_baseline"},
+    "test": {"stat": "test_dm_stat_baseline", "p": "test_dm_p_baseline", "beats": "beats_best_baseline"},
+}
 
 
 @dataclass(frozen=True)
@@ -85,12 +91,14 @@ class Judged:
     reference: str  # the benchmark's loss column
     columns: dict[str, dict[str, str]]
     spa: str  # key of Verdicts.spa_of
+    models_only: bool = False  # judge only the configurations of models, not the baselines
 
 
 JUDGED = (
     Judged("loss", "naive_loss", COLUMNS, "point"),
     Judged("ql", "rw_ql", PROB_COLUMNS, "prob"),
     Judged("ql", "garch_ql", GARCH_COLUMNS, "garch"),
+    Judged("loss", "bar_loss", BAR_COLUMNS, "baseline", models_only=True),
 )
 # What a ranked row says about itself (best.py, best_model.json, the printed ranking).
 ROW_KEYS = (
@@ -107,6 +115,9 @@ ROW_KEYS = (
     "test_dm_p_garch",
     "in_mcs_ql",
     "calibration",
+    "baseline",
+    "beats_best_baseline",
+    "test_dm_p_baseline",
 )
 MCS_R_LIMIT = 100  # above this many configurations the MCS uses the max statistic (R is O(k²) per draw)
 
@@ -150,6 +161,7 @@ class Verdicts:
     settings: Settings = field(default_factory=Settings)
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, dict] = field(default_factory=dict)  # the random walk's and GARCH's (calibrated.references)
+    bar: dict | None = None  # the best baseline: model, config_id, name (analysis.bar)
 
     @property
     def spa(self) -> dict[str, float]:
@@ -166,6 +178,9 @@ class Verdicts:
             "spa_pvalue": {s: self.spa.get(s) for s in SPLITS},
             "spa_pvalue_prob": {s: self.spa_of["prob"].get(s) for s in SPLITS},
             "spa_pvalue_garch": {s: self.spa_of["garch"].get(s) for s in SPLITS},
+            "best_baseline": self.bar,
+            "spa_pvalue_baseline": {s: self.spa_of["baseline"].get(s) for s in SPLITS},
+            "beats_best_baseline_count": count(BAR_COLUMNS, "beats"),
             "beats_naive_prob_count": count(PROB_COLUMNS, "beats"),
             "beats_garch_count": count(GARCH_COLUMNS, "beats"),
             "mcs_size_ql": count(PROB_COLUMNS, "mcs"),
@@ -194,11 +209,13 @@ def over_assets(losses: pd.DataFrame, configs: list[tuple[str, str]]) -> pd.Data
     held = part.groupby(["model", "config_id"])["fold_id"].agg(set)
     shared = set.intersection(*held.tolist()) if len(held) else set()
     part = part[part["fold_id"].isin(shared)]
+    values = [c for c in (*LOSS_VALUES, *bar_mod.BAR_VALUES) if c in part]
     scale = part["mase_scale"].where(part["mase_scale"] > 0)
-    part = part.assign(**{c: part[c] / scale for c in LOSS_VALUES})
+    part = part.assign(**{c: part[c] / scale for c in values})
     keys = ["model", "config_id", "split", "fold_end", "origin", "horizon"]
-    out = part.groupby(keys, sort=False)[LOSS_VALUES].mean().reset_index()
-    return out.assign(asset="(universe)", fold_id=out["fold_end"], mase_scale=1.0)[LOSS_COLUMNS]
+    out = part.groupby(keys, sort=False)[values].mean().reset_index()
+    extra = [c for c in bar_mod.BAR_VALUES if c in out]
+    return out.assign(asset="(universe)", fold_id=out["fold_end"], mase_scale=1.0)[LOSS_COLUMNS + extra]
 
 
 def aligned(
@@ -241,6 +258,11 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
     other = len(ok) - len(same)
     if other:
         out.notes.append(f"{other} configuration(s) with another horizon than the best ({out.horizon}) left out")
+    bar = bar_mod.best(ok, same)
+    if bar is not None:  # chosen on val by the ranking: on test a fixed benchmark
+        row = ok[(ok["model"] == bar[0]) & (ok["config_id"] == bar[1])].iloc[0]
+        out.bar = {"model": bar[0], "config_id": bar[1], "name": bar_mod.name(bar[0], row.get("config"))}
+        losses = bar_mod.with_bar(losses, bar)
     assets = losses["asset"].nunique()
     losses = over_assets(losses, same)
     if assets > 1:
@@ -255,6 +277,10 @@ def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[
     from arch.bootstrap import MCS, SPA
 
     point = judged.spa == "point"
+    if judged.models_only:
+        configs = [c for c in configs if not bar_mod.is_baseline(c[0])]
+    if judged.reference not in losses or not configs:  # no baseline in the ranking: nothing to judge
+        return
     if losses[judged.loss].isna().all() or losses[judged.reference].isna().all():
         if not point and split == "test":
             what = "forecast distributions" if losses[judged.loss].isna().all() else f"{judged.reference} losses"
@@ -336,6 +362,7 @@ def attach(ranked: pd.DataFrame, v: Verdicts) -> pd.DataFrame:
     out = ranked.drop(columns=[c for c in v.table.columns if c not in ("model", "config_id") and c in ranked])
     out = out.merge(v.table, on=["model", "config_id"], how="left")
     out["verdict"] = [verdict_words(p) for p in out[COLUMNS["test"]["p"]]]
+    out["baseline"] = bar_mod.marks(out["model"])
     at = list(out.columns).index("robust_score") + 1
     front = [c for c in ROW_KEYS[:4] if c in out]
     rest = [c for c in out.columns if c not in front]

@@ -3,6 +3,10 @@
     python sweeps/all.py --models toto,kronos,chronos2,tft --mode priority
     python sweeps/all.py --models tft,chronos2 --mode quick --folds 3 --seeds 3 --name cmp
 
+The baselines (random walk, drift, historical mean, AutoARIMA, AutoETS, AutoTheta: sweeps/baselines.py)
+run first on the same data, folds, seeds and horizon, all six whatever the mode (`--no-baselines`
+skips them); the comparison then says whether each model beats the best of them (chosen on val).
+
 Every other flag goes to each `sweeps/<model>.py`, except the weight flags (--pretrained,
 --tokenizer, --init, --size), which go only to the models that have that setting. `--config FILE`
 is either one sweep file for every model or an object with one sweep file per model
@@ -42,8 +46,9 @@ def _split(argv: list[str] | None) -> tuple[list[str], argparse.Namespace, list[
     p = argparse.ArgumentParser(
         prog="python sweeps/all.py", description=__doc__.split("\n")[0], add_help=False, allow_abbrev=False
     )
-    p.add_argument("--models", default=",".join(registry.MODELS), help="comma list of models to sweep in turn")
+    p.add_argument("--models", default=",".join(forecasters()), help="comma list of models to sweep in turn")
     p.add_argument("--name", help="prefix of the sweep names (X_<model>)")
+    p.add_argument("--no-baselines", action="store_true", help="do not run the baselines sweep first")
     p.add_argument("-h", "--help", action="store_true")
     own, rest = p.parse_known_args(argv)
     if own.help:
@@ -52,6 +57,32 @@ def _split(argv: list[str] | None) -> tuple[list[str], argparse.Namespace, list[
         raise SystemExit(0)
     models = [m.strip() for m in own.models.split(",") if m.strip()]
     return models, own, rest
+
+
+def forecasters() -> list[str]:
+    """The registry's models that are not baselines."""
+    return [name for name, entry in registry.MODELS.items() if not entry.baseline]
+
+
+BASELINES = next((name for name, entry in registry.MODELS.items() if entry.baseline), None)
+# What shapes a model's configurations: the baselines sweep runs all of its own (every method) instead.
+NOT_FOR_BASELINES = ("--mode", "--max-runs", "--num-samples", "--configs", "--scheduler", "--horizon", "--name")
+
+
+def baselines_argv(rest: list[str], own: argparse.Namespace, mode: str, horizon: int, several: bool) -> list[str]:
+    """The flags of the baselines sweep: the models' data, folds, seeds, storage and resources, every
+    baseline method (grid) at the models' horizon, its own name."""
+    argv = list(rest)
+    for flag in (*NOT_FOR_BASELINES, *WEIGHT_FLAGS):
+        argv, _ = _without(argv, flag)
+    name = f"{own.name}_{BASELINES}" if own.name else f"{BASELINES}_{mode}"
+    return [*argv, "--mode", "grid", "--horizon", str(horizon), "--name", f"{name}_h{horizon}" if several else name]
+
+
+def horizon_of(spec: SweepSpec) -> int:
+    """The steps a model's sweep forecasts (its --horizon, else its baseline configuration's)."""
+    entry = registry.get(spec.model)
+    return int(spec.horizon or spec.baseline(entry.spaces().BASELINE)[entry.horizon_key])
 
 
 def _without(argv: list[str], flag: str) -> tuple[list[str], str | None]:
@@ -102,28 +133,58 @@ def model_argv(model: str, own: argparse.Namespace, rest: list[str], workdir: st
     return [*argv, "--name", f"{own.name}_{model}"] if own.name else argv
 
 
-def _specs(models: list[str], argvs: dict[str, list[str]]) -> dict[str, SweepSpec]:
-    """Each model's checked spec, before anything runs; SpecError names the model and the problem."""
+def _specs(runs: dict[str, tuple[str, list[str]]]) -> dict[str, SweepSpec]:
+    """Each run's checked spec (run → (model, argv)), before anything runs; SpecError names the
+    model and the problem."""
     specs = {}
-    for model in models:
+    for key, (model, argv) in runs.items():
         entry = registry.get(model)
         if importlib.util.find_spec(entry.package) is None:
             raise SpecError(f"{model}: package {entry.package!r} is not installed ({entry.install_hint})")
-        args = cli.parser(model).parse_args(argvs[model])
+        args = cli.parser(model).parse_args(argv)
         try:
-            specs[model] = cli.resumed_spec(model, args) if args.resume else cli.spec_from_args(model, args)
+            specs[key] = cli.resumed_spec(model, args) if args.resume else cli.spec_from_args(model, args)
             # The data, folds, weights and configurations, as the model's own run checks them (and
             # prints its warnings then, not twice).
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                driver.prepare(specs[model])
+                driver.prepare(specs[key])
         except (SpecError, DataError, FoldError, WeightsNotFound) as exc:
             raise SpecError(f"{model}: {exc}") from None
-        spec = specs[model]
+        spec = specs[key]
         if not spec.resume and not spec.overwrite and store.exists(spec.sweep_dir):
             raise SpecError(f"{model}: sweep {spec.sweep_dir!r} already exists: use --resume, --overwrite or --name")
     if len({s.name for s in specs.values()}) < len(specs):
         raise SpecError("two models would write the same sweep name: give --name PREFIX")
     return specs
+
+
+# What a sweep file says about the models' configurations: not the baselines' (their methods are fixed).
+MODEL_ONLY = ("training_config", "param_ranges", "name")
+
+
+def _shared_config(rest: list[str], workdir: str) -> list[str]:
+    """`rest` with a one-for-every-model sweep file reduced to what the baselines share with the
+    models (folds, seeds, features, assets, …); a per-model file is left for model_argv."""
+    argv, path = _without(rest, "--config")
+    if not path or _per_model_config(path) is not None:
+        return rest
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return rest  # the models' own check reports it
+    shared = os.path.join(workdir, "baselines_shared.json")
+    with open(shared, "w") as f:
+        json.dump({k: v for k, v in raw.items() if k not in MODEL_ONLY}, f)
+    return [*argv, "--config", shared]
+
+
+def baselines_runs(specs: dict[str, SweepSpec], own, rest: list[str], workdir: str) -> dict[str, tuple[str, list[str]]]:
+    """The baselines sweep(s), run first: one per horizon the models forecast (one in the usual case)."""
+    horizons = sorted({horizon_of(spec) for spec in specs.values()})
+    mode = next(iter(specs.values())).mode
+    base = model_argv(BASELINES, argparse.Namespace(name=None), _shared_config(rest, workdir), workdir)
+    return {f"{BASELINES}@{h}": (BASELINES, baselines_argv(base, own, mode, h, len(horizons) > 1)) for h in horizons}
 
 
 def comparison_text(compare, metric: str) -> str:
@@ -132,17 +193,23 @@ def comparison_text(compare, metric: str) -> str:
 
     test = "test_" + metric.removeprefix("val_")
     lines = [
-        f"rank  model     {metric} (mean ± std)  robust  {test}  rel_mae(test)  vs naive (test)  MCS  units  status  sweep"
+        f"rank  model                {metric} (mean ± std)  robust  {test}  rel_mae(test)  vs naive (test)  MCS  "
+        "vs the best baseline (test)  units  status  sweep"
     ]
     for _, r in compare.iterrows():
         mcs = {True: "yes", False: "no"}.get(r.get("in_mcs"), "-")
         lines.append(
-            f"{r['rank']:>4}  {r['model']:<8}  {fmt(r.get(metric))} ± {fmt(r.get(metric + '_std'))}  "
+            f"{r['rank']:>4}  {r.get('name', r['model']):<19}  {fmt(r.get(metric))} ± {fmt(r.get(metric + '_std'))}  "
             f"{fmt(r['robust_score'])}  {fmt(r.get(test))}  {fmt(r.get('test_rel_mae'))}  "
-            f"{r.get('verdict', 'untested')}  {mcs}  {r['units_compared']}  {r['status']}  {r['sweeps']}"
+            f"{r.get('verdict', 'untested')}  {mcs}  {r.get('versus_bar', '-')}  {r['units_compared']}  {r['status']}  "
+            f"{r['sweeps']}"
         )
     ok = compare[compare["status"] == "ok"]
-    lines.append(f"Winner: {ok.iloc[0]['model']} ({ok.iloc[0]['config_id']})" if not ok.empty else "No winner.")
+    if ok.empty:
+        lines.append("No winner.")
+    else:
+        top = ok.iloc[0]
+        lines.append(f"Winner: {top.get('name', top['model'])} ({top['config_id']}): {top.get('versus_bar', '')}")
     return "\n".join(lines)
 
 
@@ -162,7 +229,29 @@ def compare_sweeps(storage: str, names: list[str], metric: str, label: str) -> s
         f"\nModels compared at a horizon of {compare.attrs.get('horizon')} step(s) on "
         f"{compare.attrs.get('units_compared')} shared folds × seeds:"
     )
-    return "\n".join([head, *left, comparison_text(compare, metric), f"Comparison:   {out}"])
+    from analysis.text import verdict_text
+
+    judged = [verdict_text(compare.attrs["verdicts"])] if compare.attrs.get("verdicts") else []
+    return "\n".join([head, *left, comparison_text(compare, metric), *judged, f"Comparison:   {out}"])
+
+
+@contextlib.contextmanager
+def _one_ray(spec: SweepSpec, dry: bool):
+    """One Ray instance (or connection) for every sweep of the run: each would otherwise start and
+    stop its own (~5 s each here), which would be most of the baselines sweep's time."""
+    if dry:
+        yield
+        return
+    import ray
+
+    if not spec.verbose:
+        driver.quiet_ray()
+    ours = driver.init_ray(spec.address, spec.verbose)
+    try:
+        yield
+    finally:
+        if ours:
+            ray.shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,20 +263,27 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [m for m in models if m not in registry.MODELS]
             if unknown:
                 raise SpecError(f"--models: unknown model {unknown[0]!r} (known: {', '.join(registry.MODELS)})")
-            argvs = {m: model_argv(m, own, rest, workdir) for m in models}
-            specs = _specs(models, argvs)
+            runs = {m: (m, model_argv(m, own, rest, workdir)) for m in models}
+            specs = _specs(runs)
+            if BASELINES and not own.no_baselines and BASELINES not in models:
+                extra = baselines_runs(specs, own, rest, workdir)
+                specs = {**_specs(extra), **specs}
+                runs = {**extra, **runs}
         except SpecError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         codes = {}
-        for model in models:
-            print(f"\n=== {model}: sweep {specs[model].name} ===", flush=True)
-            codes[model] = cli.main(model, argvs[model])
-    done = [specs[m].name for m in models if codes[m] == 0]
-    first = specs[models[0]]
-    if done:
-        print(compare_sweeps(first.storage, done, first.metric, own.name or first.mode))
-    failed = [m for m in models if codes[m] != 0]
+        with _one_ray(next(iter(specs.values())), "--dry-run" in rest):
+            for key, (model, argv) in runs.items():
+                print(f"\n=== {model}: sweep {specs[key].name} ===", flush=True)
+                codes[key] = cli.main(model, argv)
+    if "--dry-run" in rest:  # each sweep printed what it would run; nothing to compare
+        return max(codes.values())
+    done = [specs[k].name for k in runs if codes[k] == 0]
+    first = specs[next(iter(runs))]
+    if any(codes[m] == 0 for m in models):
+        print(compare_sweeps(first.storage, done, specs[models[0]].metric, own.name or specs[models[0]].mode))
+    failed = [specs[k].name for k in runs if codes[k] != 0]
     if failed:
         print(f"Sweeps that did not finish: {', '.join(failed)}", file=sys.stderr)
     return 0 if not failed else 1

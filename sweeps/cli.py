@@ -62,6 +62,14 @@ def parser(model: str) -> argparse.ArgumentParser:
         "--scheduler", choices=("fifo", "asha"), default="fifo", help="asha prunes configs after early folds"
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the search algorithm")
+    if not registry.get(model).baseline:
+        g.add_argument(
+            "--baselines",
+            action="store_true",
+            help="first sweep the baselines (random walk, drift, historical mean, AutoARIMA, AutoETS, AutoTheta) "
+            "on the same data, folds, seeds and horizon, then compare: does the model beat the best of them? "
+            f"(= python sweeps/all.py --models {model} ...)",
+        )
     g.add_argument(
         "--early-stop-on",
         choices=EARLY_STOP_ON,
@@ -320,6 +328,11 @@ def _latest_sweep(model: str, storage: str) -> str:
 def main(model: str, argv: list[str] | None = None) -> int:
     """Entry point of `python sweeps/<model>.py`; returns the exit code."""
     args = parser(model).parse_args(argv)
+    if getattr(args, "baselines", False):
+        from sweeps import all as every
+
+        argv = sys.argv[1:] if argv is None else argv
+        return every.main(["--models", model, *[a for a in argv if a != "--baselines"]])
     try:
         both = [
             f for f, on in (("--resume", args.resume), ("--merge", args.merge), ("--overwrite", args.overwrite)) if on

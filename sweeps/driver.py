@@ -222,7 +222,7 @@ def _stored_meta(spec: SweepSpec) -> dict | None:
     return json.loads(store.read_text(path)) if store.exists(path) else None
 
 
-def _quiet_ray() -> None:
+def quiet_ray() -> None:
     """Without --verbose the sweep prints its own progress (sweeps.progress): no Tune tables, no
     worker logs, no Ray info lines; failures still reach the user, one line each, from the callback."""
     import logging
@@ -237,7 +237,7 @@ def _quiet_ray() -> None:
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
 
 
-def _init_ray(address: str | None, verbose: bool = True) -> bool:
+def init_ray(address: str | None, verbose: bool = True) -> bool:
     """Connect to `address` (or $RAY_ADDRESS, as `ray job submit` sets it), else start a local Ray.
 
     Returns False when Ray was already initialised by the caller (it stays theirs to stop).
@@ -326,8 +326,8 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
 
     t0 = time.perf_counter()
     if not spec.verbose:
-        _quiet_ray()
-    ours = _init_ray(spec.address, spec.verbose)
+        quiet_ray()
+    ours = init_ray(spec.address, spec.verbose)
     importing.join()
     from ray import tune
 

@@ -155,7 +155,11 @@ def test_the_readmes_ray_job_submit_runs_a_sweep_sized_by_the_autoscaler(autosca
             "python", str(ROOT / "sweeps" / "tft.py"), "--storage", str(tmp_path / "r"), "--mode", "quick",
             "--max-runs", "2", "--folds", "1", "--seeds", "1", "--name", "job", "--config", str(config),
             *TINY_FOLDS]  # fmt: skip
-    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    for _ in range(30):  # the head's agent registers with the job server a little after the dashboard is up
+        proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+        if "No available agent to submit job" not in proc.stdout + proc.stderr:
+            break
+        time.sleep(2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "succeeded" in proc.stdout, proc.stdout[-2000:]
     assert f"1 CPU, 1 GPU per trial, {MAX_GPU_WORKERS} at once" in proc.stdout

@@ -36,6 +36,8 @@ class ModelEntry:
     weight_keys: dict[str, str] = field(default_factory=dict)
     steps_key: str | None = None  # hyperparameter holding the number of fine-tuning steps
     global_fit: bool = False  # the adapter implements fit_many (--fit global: one model for a universe)
+    # a family of simple benchmarks: ranked rows marked "baseline", the bar of beats_best_baseline
+    baseline: bool = False
 
     def adapter(self) -> type[Adapter]:
         module, cls = self.adapter_path.split(":")
@@ -99,6 +101,16 @@ MODELS: dict[str, ModelEntry] = {
         weight_keys={"pretrained": "predictor", "tokenizer": "tokenizer"},
         steps_key="predictor_steps",
         global_fit=True,
+    ),
+    "baselines": ModelEntry(
+        "baselines",
+        "trainables.baselines:BaselinesAdapter",
+        "search_spaces.baselines",
+        "statsforecast",
+        "pip install statsforecast",
+        distributions=("statsforecast",),
+        baseline=True,
+        global_fit=False,
     ),
 }
 
