@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 demo: setup
-	$(PY) sweeps/tft.py --mode quick --max-runs 3 --folds 2 --seeds 2 --name demo_tft --overwrite
+	$(PY) sweeps/tft.py --mode quick --max-runs 3 --folds 2 --seeds 2 --name demo_tft --overwrite --baselines
 	$(PY) sweeps/chronos2.py --config sweeps/examples/chronos2_tiny.json --mode grid --init scratch --size tiny --overwrite
 	$(PY) analysis/best.py --metric val_pct_mae --export-path results/best_model.json
 

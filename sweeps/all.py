@@ -49,6 +49,8 @@ def _split(argv: list[str] | None) -> tuple[list[str], argparse.Namespace, list[
     p.add_argument("--models", default=",".join(forecasters()), help="comma list of models to sweep in turn")
     p.add_argument("--name", help="prefix of the sweep names (X_<model>)")
     p.add_argument("--no-baselines", action="store_true", help="do not run the baselines sweep first")
+    # `sweeps/<model>.py --baselines --name X`: the model's sweep keeps the name X (baselines: X_baselines).
+    p.add_argument("--exact-name", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("-h", "--help", action="store_true")
     own, rest = p.parse_known_args(argv)
     if own.help:
@@ -130,7 +132,9 @@ def model_argv(model: str, own: argparse.Namespace, rest: list[str], workdir: st
             with open(config, "w") as f:
                 json.dump(sections[model], f)
     argv += ["--config", config] if config else []
-    return [*argv, "--name", f"{own.name}_{model}"] if own.name else argv
+    if not own.name:
+        return argv
+    return [*argv, "--name", own.name if getattr(own, "exact_name", False) else f"{own.name}_{model}"]
 
 
 def _specs(runs: dict[str, tuple[str, list[str]]]) -> dict[str, SweepSpec]:

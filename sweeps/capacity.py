@@ -50,6 +50,10 @@ class Capacity:
             total, left = total + per_node(g) * n, left - n
         return total
 
+    def known(self) -> bool:
+        """Whether every group declares its CPUs or GPUs (an empty `resources: {}` leaves Ray to detect them)."""
+        return all("CPU" in g.resources or "GPU" in g.resources for g in self.groups)
+
     def total(self, resource: str) -> float:
         return self._most(lambda g: g.resources.get(resource, 0.0))
 
@@ -139,7 +143,7 @@ def _capped(capacity: Capacity, caps: dict[str, float]) -> Capacity:
     return Capacity(tuple(groups), capacity.source, capacity.max_workers, capacity.head)
 
 
-def from_nodes(nodes: list[dict]) -> Capacity:
+def from_nodes(nodes: list[dict], why: str = "no autoscaler seen") -> Capacity:
     """The nodes up now (`ray.nodes()`), grouped by their CPUs and GPUs."""
     shapes: dict[tuple, list[dict]] = {}
     for n in nodes:
@@ -148,9 +152,7 @@ def from_nodes(nodes: list[dict]) -> Capacity:
             shapes.setdefault((r.get("CPU", 0.0), r.get("GPU", 0.0)), []).append(dict(r))
     groups = tuple(NodeGroup("node", same[0], len(same)) for same in shapes.values())
     alive = sum(len(same) for same in shapes.values())
-    return Capacity(
-        groups, f"the cluster now ({alive} node{'s' * (alive != 1)}, no autoscaler seen)", autoscaling=False
-    )
+    return Capacity(groups, f"the cluster now ({alive} node{'s' * (alive != 1)}, {why})", autoscaling=False)
 
 
 def discover() -> Capacity:
@@ -160,6 +162,11 @@ def discover() -> Capacity:
     for read in (_reported, _local_autoscaler, _kuberay):
         found = read()
         if found is not None and found.groups:
+            if not found.known():  # e.g. the on-prem provider: its machines' resources are detected, not declared
+                now = from_nodes(ray.nodes())
+                return Capacity(
+                    now.groups, f"{now.source[:-1]}; {found.source} declares no resources)", autoscaling=False
+                )
             return found
     return from_nodes(ray.nodes())
 

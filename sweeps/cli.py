@@ -332,7 +332,7 @@ def main(model: str, argv: list[str] | None = None) -> int:
         from sweeps import all as every
 
         argv = sys.argv[1:] if argv is None else argv
-        return every.main(["--models", model, *[a for a in argv if a != "--baselines"]])
+        return every.main(["--models", model, "--exact-name", *[a for a in argv if a != "--baselines"]])
     try:
         both = [
             f for f, on in (("--resume", args.resume), ("--merge", args.merge), ("--overwrite", args.overwrite)) if on

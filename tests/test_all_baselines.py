@@ -58,3 +58,25 @@ def test_four_models_and_the_baselines_end_with_verdicts_against_the_best_baseli
     assert (
         type(model).__name__ == "BaselinesAdapter" and model.config["method"] == json.loads(first["config"])["method"]
     )
+
+
+@pytest.mark.usefixtures("ray_session")
+def test_one_models_universe_sweep_with_baselines_counts_assets_beating_each_assets_best_baseline(tmp_path, capsys):
+    from conftest import TINY_TFT
+
+    from sweeps.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"training_config": TINY_TFT}))
+    storage = tmp_path / "r"
+    argv = ["--config", str(config), "--mode", "quick", "--max-runs", "1", "--folds", "1", "--seeds", "1",
+            "--assets", "SPX,NDX", "--gpus-per-trial", "0", "--storage", str(storage), "--name", "u",
+            "--baselines", *TINY_FOLDS]  # fmt: skip
+    assert main("tft", argv) == 0
+    out = capsys.readouterr().out
+    assert "=== baselines: sweep u_baselines ===" in out and "=== tft: sweep u ===" in out
+    assert "[baseline]" in out, "the baselines sweep's ranking marks its rows"
+    ranked = Results(str(storage)).rank("val_pct_mae")
+    tft = ranked[ranked["model"] == "tft"].iloc[0]
+    assert tft["assets_beating_best_baseline"] in ("0/2", "1/2", "2/2")
+    assert ranked.loc[ranked["baseline"], "assets_beating_best_baseline"].isna().all(), "baselines are the bar"

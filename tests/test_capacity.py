@@ -114,3 +114,13 @@ def test_the_test_sessions_local_instance_has_no_autoscaler():
     # Its one fake GPU: a GPU per trial by default, and one such trial at a time.
     sizing = capacity.size(_spec(), found)
     assert (sizing.gpus_per_unit, sizing.concurrent) == (1.0, 1)
+
+
+def test_an_autoscaler_config_without_declared_resources_is_not_trusted():
+    """cluster-onprem.yaml as Ray prepares it: one node type whose resources Ray detects on the machines."""
+    from ray.autoscaler._private.util import prepare_config
+
+    config = prepare_config(yaml.safe_load((ROOT / "cluster-onprem.yaml").read_text()))
+    found = capacity.from_autoscaler_config(config, "src")
+    assert not found.known(), "the on-prem type's `resources: {}` says nothing about CPUs or GPUs"
+    assert capacity.from_autoscaler_config(_aws_after_ray_up(), "src").known()
