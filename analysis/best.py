@@ -9,7 +9,7 @@
 Reads each sweep's cached tidy table (sweep_runs.parquet; rebuilt from the files when stale).
 `--export-path` writes the chosen model's checkpoint, configuration and metrics as JSON:
     from analysis.results import load_model
-    model = load_model("best_model.json")       # a fitted adapter: model.predict(data, origins)
+    model = load_model("best_model.json")       # model.forecast("latest.csv", 5): the next 5 steps
 """
 
 from __future__ import annotations

@@ -2,11 +2,16 @@
 
     python analysis/ensemble.py results/tft_quick --top-k 3
     python analysis/ensemble.py results/tft_quick --top-k 3 --stored   # reuse predictions.parquet
+    python analysis/ensemble.py --greedy --results results              # weighted, across models
 
 For every (asset ×) fold × seed the top-k configurations' saved models (same fold, same seed) forecast the
 test window; their forecasts are combined by mean and by median on the origins and steps all
 members share, and every metric is computed for each member and each combination on exactly
 those forecasts. Writes <sweep>/ensemble/ensemble_units.csv, ensemble_summary.csv, ensemble.json.
+
+--greedy: AutoGluon's weighted ensemble (Caruana's greedy selection with replacement) over the
+stored val forecasts of the best configurations of every sweep under --results, judged on test
+with the single models' verdicts, optionally exported as a model directory (analysis/greedy.py).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from analysis.curves import forecasts
 from analysis.ranking import direction, rank_configs
 from analysis.runs import ResultsError, Sweep, read_sweep, sweep_prices, sweep_runs
 from trainables import store
-from trainables.metrics import evaluate
+from trainables.metrics import UnknownMetric, evaluate
 
 COMBINERS = {"ensemble_mean": np.mean, "ensemble_median": np.median}
 
@@ -154,24 +159,45 @@ def run(path: str, top_k: int = 3, metric: str | None = None, stored: bool = Fal
 
 
 def main(argv: list[str] | None = None) -> int:
+    from analysis import greedy
+    from analysis import verdicts as verdicts_mod
+
     p = argparse.ArgumentParser(prog="python analysis/ensemble.py", description=__doc__.split("\n")[0])
-    p.add_argument("path", help="a sweep directory")
+    p.add_argument("path", nargs="?", help="a sweep directory (not with --greedy)")
     p.add_argument("--top-k", type=int, default=3, help="members: the k best complete configurations")
-    p.add_argument("--metric", help="validation metric that ranks the members (default: the sweep's own)")
+    p.add_argument(
+        "--metric", help="validation metric that ranks the members (default: the sweep's own; --greedy: val_mae)"
+    )
     p.add_argument("--stored", action="store_true", help="use the stored test forecasts instead of loading models")
+    g = p.add_argument_group("--greedy: a weighted ensemble of several sweeps' configurations (analysis/greedy.py)")
+    g.add_argument("--greedy", action="store_true", help="greedy ensemble selection over the sweeps under --results")
+    g.add_argument("--results", default="results", help="results root (local directory or s3://…)")
+    g.add_argument("--sweeps", help="only these sweeps (comma-separated names)")
+    g.add_argument("--candidates", type=int, default=greedy.DEFAULT_CANDIDATES, help="the K best configurations")
+    g.add_argument(
+        "--iterations", type=int, default=greedy.DEFAULT_ITERATIONS, help="selection rounds (with replacement)"
+    )
+    g.add_argument("--horizon", type=int, help="configurations forecasting this many steps (default: the most common)")
+    g.add_argument("--out", help="where to write (default <results>/ensemble_greedy)")
+    g.add_argument("--export", help="write an ensemble model directory here (analysis/model_dir.py)")
+    verdicts_mod.add_arguments(p)
     args = p.parse_args(argv)
     try:
-        if args.top_k < 2:
-            raise ResultsError(f"--top-k must be at least 2, got {args.top_k}")
         if args.metric is not None and not args.metric.startswith("val_"):
             raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
         if args.metric is not None:
             direction(args.metric)
+        if args.greedy:
+            return _greedy(args)
+        if args.path is None:
+            raise ResultsError("name a sweep directory (or use --greedy --results DIR)")
+        if args.top_k < 2:
+            raise ResultsError(f"--top-k must be at least 2, got {args.top_k}")
         out = run(args.path, args.top_k, args.metric, args.stored)
-    except KeyError:
+    except UnknownMetric:  # only the metric's name (a KeyError elsewhere is a bug, not a bad argument)
         print(f"error: --metric {args.metric!r} is not a known metric", file=sys.stderr)
         return 2
-    except ResultsError as exc:
+    except (ResultsError, verdicts_mod.VerdictError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     m = out["metric"]
@@ -183,6 +209,29 @@ def main(argv: list[str] | None = None) -> int:
             f"{name} {word} the best single configuration on {m}: {out[name + '_value']:.4f} vs {out['best_single_value']:.4f}"
         )
     print(f"Written: {out['path']}")
+    return 0
+
+
+def _greedy(args: argparse.Namespace) -> int:
+    """--greedy: select, judge, write (and export); ResultsError / VerdictError for bad arguments."""
+    from analysis import greedy
+    from analysis import verdicts as verdicts_mod
+
+    if args.path is not None:
+        raise ResultsError("--greedy reads every sweep under --results: drop the sweep path (or use --sweeps)")
+    if args.candidates < 2:
+        raise ResultsError(f"--candidates must be at least 2, got {args.candidates}")
+    if args.iterations < 1:
+        raise ResultsError(f"--iterations must be at least 1, got {args.iterations}")
+    if args.horizon is not None and args.horizon < 1:
+        raise ResultsError(f"--horizon must be at least 1, got {args.horizon}")
+    sweeps = [s for s in (args.sweeps or "").split(",") if s] or None
+    out = greedy.run(args.results, args.metric or "val_mae", sweeps, args.candidates, args.iterations, args.horizon,
+                     verdicts_mod.settings_from(args), args.out, args.export)  # fmt: skip
+    print(greedy.text(out))
+    print(f"Written: {out.path}")
+    if out.export:
+        print(f"Exported: {out.export} (an ensemble model directory: analysis/model_dir.py)")
     return 0
 
 

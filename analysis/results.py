@@ -10,12 +10,11 @@ res.compare(["val_pct_mae", "test_pct_mae"])  # one row per model's best, at one
 res.impact("tft", "hidden_size")              # deltas vs the baseline per value
 res.best_per_asset("val_rel_mae")             # a universe: each asset's best next to the winner
 res.log_run("tft", {...}, {"val_pct_mae": 1.2}, checkpoint_path="my_model/")
-model = load_model("best_model.json")         # the fitted adapter of an exported best run
+res.refit("models/best")                      # the best configuration retrained on every row
+model = load_model("best_model.json")         # or a model directory; model.forecast("latest.csv", 5)
 """
 
 from __future__ import annotations
-
-import json
 
 import pandas as pd
 
@@ -23,7 +22,6 @@ from analysis import bar, files, impact, logged, markdown, verdicts
 from analysis.best import best_record, export
 from analysis.runs import ResultsError, find_sweeps, load_runs, read_sweep
 from analysis.tables import DELTA_MODES
-from trainables import registry
 
 DEFAULT_COMPARE = ("test_{m}", "test_rel_mae", "test_mase", "test_sharpe", "test_max_drawdown")
 
@@ -178,6 +176,23 @@ class Results:
         self.reload()
         return record
 
+    def refit(
+        self,
+        out: str,
+        metric: str = "val_pct_mae",
+        model: str | None = None,
+        data: str | None = None,
+        overwrite: bool = False,
+    ) -> str:
+        """Retrain the best configuration on every row up to the last (analysis.refit); returns the
+        model directory written at `out` (forecast from it with load_model(out).forecast(frame, h))."""
+        from analysis.refit import refit
+
+        best = self.best(metric, model)
+        if best is None:
+            raise ResultsError("no configuration has every fold × seed done: nothing to refit")
+        return refit(best, data=data, out=out, overwrite=overwrite)
+
     def export(self, path: str, metric: str = "val_pct_mae", model: str | None = None, mode: str | None = None) -> dict:
         """Write the best run's hand-off JSON to `path` (load it with `load_model(path)`)."""
         best = self.best(metric, model, mode)
@@ -188,9 +203,11 @@ class Results:
 
 
 def load_model(exported: str | dict, device: str = "cpu"):
-    """The fitted adapter of an exported best run (a best_model.json path or its dict)."""
-    record = json.loads(files.read_text(exported) or "null") if isinstance(exported, str) else exported
-    if not record or "checkpoint" not in record:
-        raise ResultsError(f"{exported!r} is not an exported best-model record")
-    adapter = registry.get(record["model"]).adapter()
-    return adapter.load(files.local_copy(record["checkpoint"]), device)
+    """The fitted model of an exported best run (a best_model.json path or its dict) or of a model
+    directory (analysis/model_dir.py), as an analysis.forecast.Forecaster: `.forecast(prices, h)` the
+    next h steps after the last row of a price file or DataFrame; `.predict(UnitData, origins)`,
+    `.forecast(UnitData, origins)` and every other attribute are the fitted adapter's (`.adapter`).
+    A source that is neither raises ResultsError (analysis.forecast.ModelSourceError)."""
+    from analysis.forecast import load_model as load
+
+    return load(exported, device)

@@ -56,7 +56,8 @@ def test_four_models_and_the_baselines_end_with_verdicts_against_the_best_baseli
     assert record["versus_bar"].startswith("it is the bar") and record["bar"]["name"] == bar["name"]
     model = load_model(str(exported))
     assert (
-        type(model).__name__ == "BaselinesAdapter" and model.config["method"] == json.loads(first["config"])["method"]
+        type(model.adapter).__name__ == "BaselinesAdapter"
+        and model.config["method"] == json.loads(first["config"])["method"]
     )
 
 

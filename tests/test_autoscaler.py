@@ -73,8 +73,13 @@ def autoscaling_cluster(tmp_path_factory):
            "RAY_CLOUD_INSTANCE_ID": HEAD_ID, "RAY_OVERRIDE_NODE_ID_FOR_TESTING": HEAD_ID,
            # `python` in a job's entrypoint is this environment's, as on a node set up by cluster.yaml.
            "PATH": os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])}  # fmt: skip
+    # Ports of their own for the head's agents: the test session's Ray holds the default ones, and
+    # a job server whose agent could not bind says "No available agent to submit job".
+    agents = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+              f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+              f"--ray-client-server-port={free_port()}"]  # fmt: skip
     head = ray_node("--head", f"--port={port}", "--num-cpus=0", "--num-gpus=0", "--include-dashboard=true",
-                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                    "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", *agents,
                     f"--object-store-memory={SMALL_STORE}", f"--autoscaling-config={config}",
                     env=env, log=open(tmp / "head.log", "w"))  # fmt: skip
     try:

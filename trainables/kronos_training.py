@@ -117,11 +117,11 @@ def train_stage(
 ) -> dict[str, float]:
     """AdamW steps on `module` (stage `name`'s upstream settings); per-step losses and ~10 val
     losses go to `board` under `name/` (and to `validated(step, loss)`). Like upstream, the weights
-    with the best val loss are kept."""
+    with the best val loss are kept (`<name>_best_step`: the steps taken by then); no `val`: the last."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=lr, **OPTIMISER[name])
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, _one_cycle(steps))
-    every, best, best_state, facts = max(1, steps // 10), float("inf"), None, {}
+    every, best, best_step, best_state, facts = max(1, steps // 10), float("inf"), 0, None, {}
     for step in range(steps):
         module.train()
         with autocast(device):
@@ -142,10 +142,12 @@ def train_stage(
             if validated is not None:
                 validated(step + 1, loss)
             if loss < best:
-                best, best_state = loss, {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+                best, best_step = loss, step + 1
+                best_state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
     if best_state is not None:
         module.load_state_dict(best_state)
-        facts[f"{name}_best_val_loss"] = best
+        # The steps taken when the kept weights were (what a refit without a val window trains for).
+        facts.update({f"{name}_best_val_loss": best, f"{name}_best_step": float(best_step)})
     module.eval()
     return facts
 

@@ -198,7 +198,8 @@ class TFTAdapter(Adapter):
         c = self.config
         batch = int(c["batch_size"])
         train_dl = _loader(train_ds, train_items, train=True, batch_size=batch)
-        val_dl = _loader(val_ds, val_items, train=False, batch_size=batch * 4)
+        # No val window (a refit on every row, analysis/refit.py): max_epochs epochs, no early stopping.
+        val_dl = None if val_ds is None else _loader(val_ds, val_items, train=False, batch_size=batch * 4)
         self._model = TemporalFusionTransformer.from_dataset(
             train_ds,
             learning_rate=float(c["learning_rate"]),
@@ -222,7 +223,8 @@ class TFTAdapter(Adapter):
             gradient_clip_val=float(c["gradient_clip_val"]),
             accelerator="gpu" if self.device.startswith("cuda") else "cpu",
             devices=1,
-            callbacks=[stop, _finite_loss_callback(), _validated_callback(self)],
+            callbacks=[*([stop] if val_dl is not None else []), _finite_loss_callback(), _validated_callback(self)],
+            limit_val_batches=None if val_dl is not None else 0,
             logger=TensorBoardLogger(log_dir, name="", version="") if log_dir else False,
             enable_progress_bar=False,
             enable_model_summary=False,
@@ -236,7 +238,7 @@ class TFTAdapter(Adapter):
             "epochs": float(trainer.current_epoch),
             "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
             # Early stopping watches the val window; the last epoch's weights are kept (no checkpoint).
-            "checkpoint_chosen_on": "val",
+            "checkpoint_chosen_on": "val" if val_dl is not None else "none",
         }
 
     def _datasets(self, data: UnitData) -> tuple:
@@ -246,6 +248,8 @@ class TFTAdapter(Adapter):
 
         def build() -> tuple:
             train_ds = self._dataset(data)
+            if not len(data.val):  # no val window: nothing to early-stop on
+                return train_ds, None, _Memo(train_ds), None
             val_ds = TimeSeriesDataSet.from_dataset(
                 train_ds, _long_frame(data, data.val.stop), min_prediction_idx=data.val.start, stop_randomization=True
             )
