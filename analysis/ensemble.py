@@ -11,7 +11,8 @@ those forecasts. Writes <sweep>/ensemble/ensemble_units.csv, ensemble_summary.cs
 
 --greedy: AutoGluon's weighted ensemble (Caruana's greedy selection with replacement) over the
 stored val forecasts of the best configurations of every sweep under --results, judged on test
-with the single models' verdicts, optionally exported as a model directory (analysis/greedy.py).
+with the single models' verdicts, optionally exported as a model directory (analysis/greedy.py: the
+selection; analysis/greedy_report.py: the run, its verdicts, files and export).
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _greedy(args: argparse.Namespace) -> int:
     """--greedy: select, judge, write (and export); ResultsError / VerdictError for bad arguments."""
-    from analysis import greedy
+    from analysis import greedy_report
     from analysis import verdicts as verdicts_mod
 
     if args.path is not None:
@@ -226,9 +227,9 @@ def _greedy(args: argparse.Namespace) -> int:
     if args.horizon is not None and args.horizon < 1:
         raise ResultsError(f"--horizon must be at least 1, got {args.horizon}")
     sweeps = [s for s in (args.sweeps or "").split(",") if s] or None
-    out = greedy.run(args.results, args.metric or "val_mae", sweeps, args.candidates, args.iterations, args.horizon,
-                     verdicts_mod.settings_from(args), args.out, args.export)  # fmt: skip
-    print(greedy.text(out))
+    out = greedy_report.run(args.results, args.metric or "val_mae", sweeps, args.candidates, args.iterations,
+                            args.horizon, verdicts_mod.settings_from(args), args.out, args.export)  # fmt: skip
+    print(greedy_report.text(out))
     print(f"Written: {out.path}")
     if out.export:
         print(f"Exported: {out.export} (an ensemble model directory: analysis/model_dir.py)")

@@ -130,7 +130,7 @@ def _verdicts(t: SweepTables, summary: dict) -> list[str]:
 def _bar_verdicts(v: dict) -> list[str]:
     """Against the best baseline (chosen on val): SPA on test over every configuration of a model."""
     bar = v.get("best_baseline")
-    if not bar:
+    if not bar or not bar.get("models", 1):  # no bar, or only baselines ranked: nothing to judge against it
         return []
     from analysis.verdicts import spa_words
 

@@ -11,30 +11,10 @@ unless --data names a newer file with the same columns. A universe sweep's recor
 its chosen unit: that asset is refitted alone (a global fit's configuration included). Writes a model
 directory (analysis/model_dir.py): model.json, weights/ (the adapter's `save`), MODEL_CARD.md.
 
-When to stop. A sweep's units early-stop or choose their checkpoint on a val window; a refit has
-none (every row is trained on). It trains for the number of epochs / steps the configuration's units
-stopped at: the median over its units (every asset, fold and seed; a seed-free unit shared by several
-seeds and a global fit's one model counted once), half rounded up, as AutoGluon's refit_full keeps
-the best iteration found and neuralforecast refits with the steps found. Per model (the fields read from each
-unit's record.json `info`):
-
-- tft: max_epochs = median of `epochs` (the epochs each unit ran before early stopping; it keeps the
-  last epoch's weights, so those are the epochs its weights had); early stopping off.
-- toto: max_steps = median of `best_step` (the step of the best val loss, whose weights it kept);
-  a unit without one (no val losses: it kept its last weights) counts `max_steps`. The learning-rate
-  schedule (warmup, stable, decay) spans the refit's steps.
-- chronos2: num_steps = median of `best_step`, a unit without one counts `num_steps`; the linear decay
-  spans the refit's steps.
-- kronos: tokenizer_steps and predictor_steps = medians of `tokenizer_best_step` and
-  `predictor_best_step` (each stage keeps its best-val weights), a unit without a val choice counts
-  its configured steps; records from before `*_best_step` was recorded also count the configured
-  steps (said in the card's `stopping.fallback`).
-- zero-shot (a pretrained model with no fine-tuning steps): nothing is trained; the model directory
-  refers to the released weights (`weights_ref`) and copies none.
-- baselines: fitted on every row (closed-form statistics or statsforecast's own fit); no stopping.
-
-The rule, its reason and the numbers go into model.json's `stopping` (with the refit's own fit facts
-as `refit_info`). A model directory refitted again keeps its recorded `stopping.override`.
+When to stop: a refit trains for the epochs / steps the configuration's units stopped at (the rule per
+model: analysis/stopping.py). The rule, its reason and the numbers go into model.json's `stopping` (with
+the refit's own fit facts as `refit_info`). A model directory refitted again keeps its recorded
+`stopping.override`.
 
 Bad input (not an exported record or model directory, a missing data file, too few rows for the
 context, an --out that exists without --overwrite) is one error line and exit code 2, before anything
@@ -59,59 +39,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from analysis import files, model_dir
 from analysis.model_dir import ModelCard, ModelDirError
 from analysis.runs import ResultsError, read_sweep
+from analysis.stopping import ZERO_SHOT_RULE, RefitError, stopping, sweep_records, unit_records
 from trainables import registry, store
 from trainables.data import Columns, DataError, read_prices
 
 Echo = Callable[[str], None]
-
-
-class RefitError(ValueError):
-    """The input cannot be refitted; the message says why (one line)."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One number a refit fixes: config `key` := median over the units of info `chosen` (the
-    epoch/step their kept weights were at); a unit whose fit chose nothing on val counts info
-    `ran` (what it trained for), else the configured value."""
-
-    key: str
-    chosen: str
-    ran: str | None = None
-
-
-# Per model: the numbers fixed, and the rule in words (the card's stopping.rule).
-STAGES: dict[str, tuple[Stage, ...]] = {
-    "tft": (Stage("max_epochs", "epochs", "epochs"),),
-    "toto": (Stage("max_steps", "best_step", "max_steps"),),
-    "chronos2": (Stage("num_steps", "best_step", "num_steps"),),
-    "kronos": (
-        Stage("tokenizer_steps", "tokenizer_best_step", "tokenizer_steps"),
-        Stage("predictor_steps", "predictor_best_step", "predictor_steps"),
-    ),
-    "baselines": (),
-}
-RULES = {
-    "tft": "max_epochs = median over the units of the epochs they ran before early stopping (info.epochs); "
-    "no early stopping",
-    "toto": "max_steps = median over the units of the step of their best val loss (info.best_step)",
-    "chronos2": "num_steps = median over the units of the step of their best eval loss (info.best_step)",
-    "kronos": "tokenizer_steps / predictor_steps = medians over the units of each stage's best-val step "
-    "(info.tokenizer_best_step / info.predictor_best_step)",
-}
-WHY = (
-    "a refit trains on every row, so no val window is left to early-stop or choose a checkpoint on; "
-    "it trains as long as the sweep's units did when their weights were chosen, "
-    "as AutoGluon's refit_full and neuralforecast's refit do"
-)
-ZERO_SHOT_RULE = "none: zero-shot, the released weights unchanged"
-BASELINE_RULE = "none: fitted on every row"
 
 
 @dataclass
@@ -133,72 +70,6 @@ class Job:
     newer: bool = False  # the rows come from --data, not the data the sweep read
     frame: pd.DataFrame | None = None  # the rows fitted, with their features
     feature_names: tuple[str, ...] = ()
-
-
-# ---------------------------------------------------------------------------- the stopping rule
-
-
-def half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def unit_records(checkpoints: list[str]) -> list[dict]:
-    """record.json of each distinct fit behind these unit models: a global fit's one model once, a
-    seed-free unit recorded for several seeds once (the copies carry `shared_from`)."""
-    units = list(dict.fromkeys(str(c).rstrip("/").rsplit("/", 1)[0] for c in checkpoints))
-    raws = files.read_many([files.join(u, "record.json") for u in units])  # in parallel on object storage
-    records = [json.loads(raw) for raw in raws if raw is not None]
-    return [r for r in records if not r.get("shared_from")]
-
-
-def stopping(model: str, config: dict[str, Any], records: Callable[[], list[dict]]) -> tuple[dict, dict]:
-    """(override, stopping dict) for refitting `config` of `model`; `records` gives its units' records."""
-    entry = registry.get(model)
-    merged = {**getattr(entry.spaces(), "BASELINE", {}), **config}
-    stages = STAGES.get(model)
-    if entry.baseline or stages == ():
-        return {}, {"rule": BASELINE_RULE, "why": "a baseline has no epochs or steps to stop", "override": {}}
-    if stages is None:  # a model registered without a rule here: trained as configured
-        rule = "as configured (analysis/refit.py has no stopping rule for this model)"
-        return {}, {"rule": rule, "why": "no recorded stopping point is known for it", "override": {}}
-    configured = {s.key: int(merged[s.key]) for s in stages}
-    if registry.pretrained(model) and merged.get("init") == "pretrained" and not any(configured.values()):
-        why = "no fine-tuning steps: nothing to stop"
-        return {}, {"rule": ZERO_SHOT_RULE, "why": why, "configured": configured, "override": {}}
-    units = records()
-    if not units:
-        raise RefitError(f"no unit record.json found for this {model} configuration: cannot tell how long to train")
-    per_unit: dict[str, list[float]] = {}
-    fallback = []
-    for s in stages:
-        values = []
-        for r in units:
-            info = r.get("info") if isinstance(r.get("info"), dict) else {}
-            if configured[s.key] <= 0:
-                values.append(0.0)
-            elif info.get(s.chosen) is not None:
-                values.append(float(info[s.chosen]))
-            elif info.get("checkpoint_chosen_on") in (None, "none") and s.ran and info.get(s.ran) is not None:
-                values.append(float(info[s.ran]))  # nothing chosen on val: it kept its last weights
-            else:
-                values.append(float(configured[s.key]))
-                fallback.append(f"{r.get('unit')}: no info.{s.chosen}, counted the configured {s.key}")
-        per_unit[s.key] = values
-    override = {k: max(1, half_up(float(np.median(v)))) if configured[k] > 0 else 0 for k, v in per_unit.items()}
-    out = {
-        "rule": RULES[model],
-        "why": WHY,
-        "units": len(units),
-        "unit_names": [r.get("unit") for r in units],
-        "per_unit": per_unit,
-        "median": {k: float(np.median(v)) for k, v in per_unit.items()},
-        "configured": configured,
-        "override": override,
-        "checkpoint_chosen_on": sorted({str((r.get("info") or {}).get("checkpoint_chosen_on")) for r in units}),
-    }
-    if fallback:
-        out["fallback"] = fallback
-    return override, out
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -267,7 +138,7 @@ def job_from_card(card: ModelCard, path: str) -> Job:
     """A Job refitting a single-model directory: its configuration, on its data, with the stopping
     numbers it records (a directory refit wrote), else those of its configuration's units in the
     sweep its `source` names (`sweep_path`, or the parent of `trial_path`, and `config_id`: a member
-    analysis/greedy.py exported from a unit checkpoint)."""
+    analysis/greedy_report.py exported from a unit checkpoint)."""
     if card.kind != "single":
         raise RefitError(f"{path!r}: a {card.kind!r} model directory is not a single model")
     if card.model not in registry.MODELS:
@@ -291,7 +162,7 @@ def job_from_card(card: ModelCard, path: str) -> Job:
     except ResultsError as exc:
         raise RefitError(f"{path!r}: its sweep is unreadable: {exc}") from None
     spec = sweep.spec
-    override, stop = stopping(card.model, card.config, lambda: _sweep_records(sweep.path, src["config_id"]))
+    override, stop = stopping(card.model, card.config, lambda: sweep_records(sweep.path, src["config_id"]))
     seed = src.get("seed", _unit_seed(src.get("checkpoint")))
     asset = card.data.asset if sweep.assets else spec.get("asset")
     source = {**src, "sweep_path": sweep.path, "sweep_data": spec.get("data"), "refit_of": path}
@@ -305,14 +176,6 @@ def _unit_seed(checkpoint: str | None) -> int:
         return 0
     text = files.read_text(files.join(str(checkpoint).rstrip("/").rsplit("/", 1)[0], "record.json"))
     return int(json.loads(text).get("seed", 0)) if text else 0
-
-
-def _sweep_records(sweep_path: str, config_id: str) -> list[dict]:
-    from analysis.runs import sweep_runs
-
-    runs = sweep_runs(sweep_path)
-    units = runs[(runs["config_id"] == config_id) & (runs["status"] == "complete")]
-    return unit_records([str(c) for c in units["checkpoint"]])
 
 
 def load_frame(job: Job, data: str | None) -> None:

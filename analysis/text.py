@@ -118,7 +118,8 @@ def _bar_summary(summary: dict) -> list[str]:
     if not bar:
         return []
     p = (summary.get("spa_pvalue_baseline") or {}).get("test")
-    return [f"Beats the best baseline ({bar['name']}, chosen on val)? test: {spa_words(p, bar['name'])}"]
+    answer = spa_words(p, bar["name"]) if bar.get("models", 1) else "no model configuration ranked to test against it"
+    return [f"Beats the best baseline ({bar['name']}, chosen on val)? test: {answer}"]
 
 
 def _dist_summary(summary: dict) -> list[str]:

@@ -261,7 +261,13 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
     bar = bar_mod.best(ok, same)
     if bar is not None:  # chosen on val by the ranking: on test a fixed benchmark
         row = ok[(ok["model"] == bar[0]) & (ok["config_id"] == bar[1])].iloc[0]
-        out.bar = {"model": bar[0], "config_id": bar[1], "name": bar_mod.name(bar[0], row.get("config"))}
+        models = sum(not bar_mod.is_baseline(m) for m, _ in same)  # the configurations judged against it
+        out.bar = {
+            "model": bar[0],
+            "config_id": bar[1],
+            "name": bar_mod.name(bar[0], row.get("config")),
+            "models": models,
+        }
         losses = bar_mod.with_bar(losses, bar)
     assets = losses["asset"].nunique()
     losses = over_assets(losses, same)
@@ -396,7 +402,9 @@ def judge(ranked: pd.DataFrame, runs: pd.DataFrame, settings: Settings):
     judged = compute(ranked, tables.losses, settings)
     judged.notes += tables.notes
     judged.calibration = calibrated.references(tables.bands, tables.garch)
-    return calibrated.attach(attach(ranked, judged), tables.bands), judged, tables
+    out = calibrated.attach(attach(ranked, judged), tables.bands)
+    out.attrs["verdicts"] = judged.summary()  # what the printed ranking and best_record read (the bar)
+    return out, judged, tables
 
 
 def rank_with_verdicts(

@@ -45,7 +45,8 @@ def test_the_first_baseline_of_the_ranking_is_the_bar_and_models_are_tested_agai
     losses = _losses(FACTORS)
     ranked = _ranked(list(FACTORS), METHODS)
     out = v.compute(ranked, losses)
-    assert out.bar == {"model": "baselines", "config_id": "b_drift", "name": bar.name("baselines", {"method": "drift"})}
+    name = bar.name("baselines", {"method": "drift"})
+    assert out.bar == {"model": "baselines", "config_id": "b_drift", "name": name, "models": 2}
     table = out.table.set_index("config_id")
     assert table.loc["good", "beats_best_baseline"] is True
     assert table.loc["meh", "beats_best_baseline"] is False

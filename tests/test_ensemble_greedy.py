@@ -1,6 +1,6 @@
-"""Greedy weighted ensembles (analysis/greedy.py, `analysis/ensemble.py --greedy`): Caruana's selection
-on hand-made forecasts with known answers, then a real run over a tiny TFT sweep and its baselines
-sweep: selected on val, judged on test with the single models' verdicts, exported as a model directory."""
+"""Greedy weighted ensembles (analysis/greedy.py, analysis/greedy_report.py, `analysis/ensemble.py --greedy`):
+Caruana's selection on hand-made forecasts with known answers, then a real run over a tiny TFT sweep and its
+baselines sweep: selected on val, judged on test with the single models' verdicts, exported as a model directory."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_FOLDS, TINY_TFT
 
-from analysis import ensemble, greedy, model_dir
+from analysis import ensemble, greedy, greedy_report, model_dir
 from trainables import quantiles, registry
 from trainables.metrics import dm_test
 
@@ -128,7 +128,7 @@ def test_a_greedy_ensemble_of_tft_and_the_baselines_is_judged_and_exported(swept
     argv = ["--greedy", "--results", str(swept), "--export", str(export), "--bootstrap-reps", "200"]
     assert ensemble.main(argv) == 0
     out = capsys.readouterr().out
-    base = swept / greedy.OUT_DIR
+    base = swept / greedy_report.OUT_DIR
     result = json.loads((base / "ensemble.json").read_text())
     weights = pd.read_csv(base / "weights.csv")
     summary = pd.read_csv(base / "ensemble_summary.csv")

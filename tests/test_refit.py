@@ -218,7 +218,7 @@ def test_an_ensemble_directory_is_refitted_member_by_member_with_the_same_weight
     singles = [refit(r, out=str(tmp_path / f"single{i}"), echo=None) for i, r in enumerate(records)]
     for i, single in enumerate(singles):
         shutil.copytree(single, ens / model_dir.MEMBERS / str(i))
-    # Member 1 as analysis/greedy.py exports one: a unit checkpoint's card, no stopping numbers, its sweep by trial.
+    # Member 1 as analysis/greedy_report.py exports one: a unit checkpoint's card, no stopping numbers, its sweep by trial.
     greedy_like = model_dir.read(singles[1])
     greedy_like.stopping = {"rule": "as swept: the checkpoint of one unit", "checkpoint_chosen_on": "none"}
     greedy_like.source = {k: records[1][k] for k in ("config_id", "checkpoint", "trial_path")}
