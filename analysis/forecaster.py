@@ -259,7 +259,7 @@ class Forecaster:
     def _check_columns(self, frame: pd.DataFrame, reading: prices_io.Reading) -> None:
         lacking = set(reading.fallbacks) & self.columns_needed(frame)
         if lacking:
-            lacking -= self.fitted_on.made_up()  # fitted on data without them too: read as the sweep did
+            lacking -= self.fitted_on.made_up  # fitted on data without them too: read as the sweep did
         if lacking:
             names = ", ".join(c for c in PRICE_COLUMNS if c in lacking)
             reads = ", ".join(c for c in PRICE_COLUMNS if c in self.columns_needed(frame))

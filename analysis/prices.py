@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ class FittedOn:
         known = {f.name for f in fields(Columns)}
         return Columns(**{k: v for k, v in (self.columns or {}).items() if k in known and v is not None})
 
+    @cached_property  # read once per model, not at every forecast (a served model answers many)
     def made_up(self) -> set[str]:
         """The price columns the training data lacked (trainables.data fell back to close / 0 for them)."""
         try:
