@@ -14,8 +14,12 @@ import json
 import pandas as pd
 
 from trainables import registry
+from trainables.covariates import KEY as COVARIATES
+from trainables.covariates import NONE as NO_COVARIATES
 
-BAR_VALUES = ["bar_loss"]  # the bar's loss at each origin, next to each configuration's
+# The bar's loss at each origin, next to each configuration's; and the loss of the best
+# configuration without covariates (`plain_best`), the reference of "do covariates help?".
+BAR_VALUES = ["bar_loss", "plain_loss"]
 KEYS = ["asset", "split", "fold_id", "fold_end", "origin"]
 
 
@@ -47,11 +51,11 @@ def name(model: str, config: dict | str | None) -> str:
     return names.get(method, method or model)
 
 
-def with_bar(losses: pd.DataFrame, bar: tuple[str, str]) -> pd.DataFrame:
-    """`losses` with `bar_loss`: the bar's loss at the same asset, split, fold and origin."""
+def with_bar(losses: pd.DataFrame, bar: tuple[str, str], column: str = "bar_loss") -> pd.DataFrame:
+    """`losses` with `column`: the loss of configuration `bar` at the same asset, split, fold and origin."""
     mine = (losses["model"] == bar[0]) & (losses["config_id"] == bar[1])
-    theirs = losses.loc[mine, [*KEYS, "loss"]].groupby(KEYS, sort=False)["loss"].mean().rename("bar_loss")
-    out = losses.drop(columns=[c for c in BAR_VALUES if c in losses]).merge(theirs.reset_index(), on=KEYS, how="left")
+    theirs = losses.loc[mine, [*KEYS, "loss"]].groupby(KEYS, sort=False)["loss"].mean().rename(column)
+    out = losses.drop(columns=[column] if column in losses else []).merge(theirs.reset_index(), on=KEYS, how="left")
     out.index = losses.index
     return out
 
@@ -75,3 +79,30 @@ def words(row: dict, bar: dict | None) -> str:
     if p > 1 - DM_LEVEL:
         return f"worse than {bar['name']} on test (p = {p:.3f})"
     return f"no better than {bar['name']} on test (p = {p:.3f})"
+
+
+def covariate_set(config: dict | str | None) -> str | None:
+    """The covariate set a configuration reads ("none", "vix+volume"); None: its sweep declared none."""
+    config = json.loads(config) if isinstance(config, str) else (config or {})
+    return config.get(COVARIATES)
+
+
+def plain_best(ranked: pd.DataFrame, among: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """(model, config_id) of the best complete model configuration of `among` that reads no covariate
+    while another reads some: the reference of "do covariates help?" (chosen on val by the ranking)."""
+    ok = ranked[(ranked["status"] == "ok") & ~marks(ranked["model"])]
+    keys = list(zip(ok["model"], ok["config_id"]))
+    sets = {k: covariate_set(c) for k, c in zip(keys, ok["config"] if "config" in ok else [None] * len(ok))}
+    if not any(v not in (None, NO_COVARIATES) for k, v in sets.items() if k in among):
+        return None
+    return next((k for k in keys if k in among and sets[k] == NO_COVARIATES), None)
+
+
+def with_covariates(ranked: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (model, config_id) of the ranked configurations that read a covariate."""
+    config = ranked["config"] if "config" in ranked else [None] * len(ranked)
+    return {
+        (m, c)
+        for m, c, cfg in zip(ranked["model"], ranked["config_id"], config)
+        if covariate_set(cfg) not in (None, NO_COVARIATES)
+    }

@@ -48,7 +48,7 @@ def _sweep_data(sweep: Sweep) -> dict[str, tuple[pd.DataFrame, tuple[str, ...]]]
 
 def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
     """Test forecasts made now by each member unit's saved model (the checkpoint hand-off, end to end)."""
-    from trainables import registry
+    from trainables import covariates, registry
     from trainables.adapter import UnitData
     from trainables.folds import Fold, windows
     from trainables.unit import mase_scale, score
@@ -56,13 +56,16 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     data_of = _sweep_data(sweep)
     folds = {f["name"]: Fold(**f) for f in sweep.meta["folds"]}
     adapter_cls = registry.get(sweep.model).adapter()
+    declared = covariates.parse(sweep.spec["covariates"]) if sweep.spec.get("covariates") else ()
     units = runs[(runs["status"] == "complete") & runs["config_id"].isin(config_ids)]
     tables = []
     for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
         frame, features = data_of[u["asset"]]
         series = u["asset"] if sweep.spec.get("fit") == "global" else None  # a global model knows its assets
-        data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]), asset=series)
         model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
+        past, known = covariates.columns(model.config, declared)  # the set this unit's configuration read
+        data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]), asset=series,
+                        past_covariates=past, known_covariates=known)  # fmt: skip
         _, table = score(data, model, "test", mase_scale(data))
         tables.append(table.assign(config_id=u["config_id"], asset=u["asset"], fold=u["fold"], seed=u["seed"]))
     return pd.concat(tables, ignore_index=True)

@@ -39,11 +39,13 @@ import numpy as np
 import pandas as pd
 
 from analysis import files, model_dir
+from analysis.bar import covariate_set
 from analysis.prices import MAX_GAP, Calendar, FittedOn, ForecastError, check_gaps, read_prices
 from analysis.runs import ResultsError, Sweep, read_sweep
 from trainables import data as prices_io
 from trainables import quantiles, registry
 from trainables.adapter import Adapter, UnitData, Window
+from trainables.covariates import NONE as NO_COVARIATES
 from trainables.data import PRICE_COLUMNS
 from trainables.features import add_features, feature_names
 
@@ -236,6 +238,12 @@ class Forecaster:
         h = self.check_horizon(horizon)
         if self.members:
             return self._ensemble_from(prices, h, asset, max_gap)
+        reads = covariate_set(self.adapter.config)
+        if reads not in (None, NO_COVARIATES):
+            raise ForecastError(
+                f"this {self.adapter.name} model reads covariates ({reads}): forecasting from a price file is not "
+                "built for covariates yet; call forecast(UnitData, origins) with the cov_* columns in the frame"
+            )
         frame, reading, chosen = read_prices(prices, self.fitted_on, asset)
         source = reading.source
         self._check_columns(frame, reading)

@@ -122,9 +122,24 @@ def _verdicts(t: SweepTables, summary: dict) -> list[str]:
         f"{v.get('bootstrap', {}).get('reps')} replications, mean block length {block}, seed {v.get('seed')}.",
         *_dist_verdicts(v),
         *_bar_verdicts(v),
+        *_covariate_verdicts(v),
         *(f"\n> {n}" for n in v.get("notes", [])),
     ]
     return lines
+
+
+def _covariate_verdicts(v: dict) -> list[str]:
+    """Do covariates help: configurations with covariates against the best one without, on test."""
+    if not v.get("no_covariates_reference"):
+        return []
+    from analysis.text import covariate_words
+
+    return [
+        "",
+        f"**Do covariates help?** {covariate_words(v)}. The reference is the configuration without "
+        "covariates with the best robust val score; chosen on val, it is a fixed benchmark on test, and SPA "
+        "counts every configuration with covariates tried.",
+    ]
 
 
 def _bar_verdicts(v: dict) -> list[str]:

@@ -46,6 +46,8 @@ from analysis.model_dir import ModelCard, ModelDirError
 from analysis.runs import ResultsError, read_sweep
 from analysis.stopping import ZERO_SHOT_RULE, RefitError, stopping, sweep_records, unit_records
 from trainables import registry, store
+from trainables.covariates import KEY as COVARIATES
+from trainables.covariates import NONE as NO_COVARIATES
 from trainables.data import Columns, DataError, read_prices
 
 Echo = Callable[[str], None]
@@ -215,6 +217,12 @@ def _check_config(job: Job) -> None:
     problem = error(merged) if error is not None else None
     if problem:
         raise RefitError(f"{job.model} configuration: {problem}")
+    reads = merged.get(COVARIATES)
+    if reads not in (None, NO_COVARIATES):
+        raise RefitError(
+            f"{job.model} configuration reads covariates ({reads}): refitting with covariates is not built yet "
+            "(the sweep's own unit models keep them: analysis/best.py exports one)"
+        )
     if merged.get("init") == "pretrained":
         for key in entry.weight_keys:
             if key in merged:

@@ -108,14 +108,21 @@ class Sweep:
 
 
 def sweep_prices(sweep: Sweep) -> dict[str | None, pd.DataFrame]:
-    """The sweep's price frames reloaded from its data, by asset (a one-asset sweep: under None)."""
-    from trainables.data import Columns, load_prices, load_universe
+    """The sweep's price frames reloaded from its data, by asset (a one-asset sweep: under None), with
+    its covariates' columns when it declared some (trainables.covariates)."""
+    from trainables import covariates as cov
+    from trainables.data import Columns, read_prices, read_universe
 
     spec = sweep.spec
     columns = Columns(**(spec.get("columns") or {}))
+    declared = cov.parse(spec["covariates"]) if spec.get("covariates") else ()
+    extra = cov.data_columns(declared)
     if sweep.assets:
-        return load_universe(spec.get("data"), tuple(sweep.assets), columns)
-    return {None: load_prices(spec.get("data"), spec.get("asset"), columns)}
+        frames, readings = read_universe(spec.get("data"), tuple(sweep.assets), columns, extra)
+    else:
+        frame, reading = read_prices(spec.get("data"), spec.get("asset"), columns, extra)
+        frames, readings = {None: frame}, {None: reading}
+    return cov.attach_all(frames, declared, spec.get("data"), columns, readings) if declared else frames
 
 
 def read_sweep(path: str) -> Sweep:

@@ -106,7 +106,30 @@ def verdict_text(summary: dict) -> str:
             "those statistically indistinguishable from the best",
             *_dist_summary(summary),
             *_bar_summary(summary),
+            *_covariate_summary(summary),
         ]
+    )
+
+
+def _covariate_summary(summary: dict) -> list[str]:
+    """SPA of "no configuration with covariates beats the best one without" on test."""
+    plain = summary.get("no_covariates_reference")
+    if not plain:
+        return []
+    return [f"Do covariates help? test: {covariate_words(summary)}"]
+
+
+def covariate_words(summary: dict) -> str:
+    """The answer to "do covariates help?" in words, from a sweep's verdicts."""
+    from analysis.verdicts import spa_words
+
+    plain = summary["no_covariates_reference"]
+    p = (summary.get("spa_pvalue_covariates") or {}).get("test")
+    beats = (summary.get("beats_no_covariates_count") or {}).get("test", 0)
+    return (
+        f"against {plain['config_id']}, the best configuration without covariates (chosen on val): "
+        f"{spa_words(p, 'it')}; {beats} of {plain.get('configurations', 0)} with covariates beat it alone "
+        "(one-sided DM)"
     )
 
 

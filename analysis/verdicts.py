@@ -81,6 +81,11 @@ BAR_COLUMNS = {
     "val": {"stat": "val_dm_stat_baseline", "p": "val_dm_p_baseline", "beats": "val_beats_best_baseline"},
     "test": {"stat": "test_dm_stat_baseline", "p": "test_dm_p_baseline", "beats": "beats_best_baseline"},
 }
+# Configurations with covariates against the best one without (analysis.bar.plain_best), chosen on val.
+PLAIN_COLUMNS = {
+    "val": {"stat": "val_dm_stat_covariates", "p": "val_dm_p_covariates", "beats": "val_beats_no_covariates"},
+    "test": {"stat": "test_dm_stat_covariates", "p": "test_dm_p_covariates", "beats": "beats_no_covariates"},
+}
 
 
 @dataclass(frozen=True)
@@ -91,14 +96,16 @@ class Judged:
     reference: str  # the benchmark's loss column
     columns: dict[str, dict[str, str]]
     spa: str  # key of Verdicts.spa_of
-    models_only: bool = False  # judge only the configurations of models, not the baselines
+    # the configurations judged: "all", "models" (not the baselines), "covariates" (those reading one)
+    among: str = "all"
 
 
 JUDGED = (
     Judged("loss", "naive_loss", COLUMNS, "point"),
     Judged("ql", "rw_ql", PROB_COLUMNS, "prob"),
     Judged("ql", "garch_ql", GARCH_COLUMNS, "garch"),
-    Judged("loss", "bar_loss", BAR_COLUMNS, "baseline", models_only=True),
+    Judged("loss", "bar_loss", BAR_COLUMNS, "baseline", among="models"),
+    Judged("loss", "plain_loss", PLAIN_COLUMNS, "covariates", among="covariates"),
 )
 # What a ranked row says about itself (best.py, best_model.json, the printed ranking).
 ROW_KEYS = (
@@ -118,6 +125,8 @@ ROW_KEYS = (
     "baseline",
     "beats_best_baseline",
     "test_dm_p_baseline",
+    "beats_no_covariates",
+    "test_dm_p_covariates",
 )
 MCS_R_LIMIT = 100  # above this many configurations the MCS uses the max statistic (R is O(k²) per draw)
 
@@ -162,6 +171,8 @@ class Verdicts:
     notes: list[str] = field(default_factory=list)
     calibration: dict[str, dict] = field(default_factory=dict)  # the random walk's and GARCH's (calibrated.references)
     bar: dict | None = None  # the best baseline: model, config_id, name (analysis.bar)
+    plain: dict | None = None  # the best configuration without covariates, when others read some
+    covariate_configs: set = field(default_factory=set)  # (model, config_id) reading a covariate
 
     @property
     def spa(self) -> dict[str, float]:
@@ -181,6 +192,9 @@ class Verdicts:
             "best_baseline": self.bar,
             "spa_pvalue_baseline": {s: self.spa_of["baseline"].get(s) for s in SPLITS},
             "beats_best_baseline_count": count(BAR_COLUMNS, "beats"),
+            "no_covariates_reference": self.plain,
+            "spa_pvalue_covariates": {s: self.spa_of["covariates"].get(s) for s in SPLITS},
+            "beats_no_covariates_count": count(PLAIN_COLUMNS, "beats"),
             "beats_naive_prob_count": count(PROB_COLUMNS, "beats"),
             "beats_garch_count": count(GARCH_COLUMNS, "beats"),
             "mcs_size_ql": count(PROB_COLUMNS, "mcs"),
@@ -269,6 +283,11 @@ def compute(ranked: pd.DataFrame, losses: pd.DataFrame, settings: Settings = Set
             "models": models,
         }
         losses = bar_mod.with_bar(losses, bar)
+    plain = bar_mod.plain_best(ok, same)
+    if plain is not None:  # chosen on val by the ranking, like the bar
+        out.covariate_configs = bar_mod.with_covariates(ok) & set(same)
+        out.plain = {"model": plain[0], "config_id": plain[1], "configurations": len(out.covariate_configs)}
+        losses = bar_mod.with_bar(losses, plain, "plain_loss")
     assets = losses["asset"].nunique()
     losses = over_assets(losses, same)
     if assets > 1:
@@ -283,8 +302,10 @@ def _split(out: Verdicts, losses: pd.DataFrame, split: str, configs: list[tuple[
     from arch.bootstrap import MCS, SPA
 
     point = judged.spa == "point"
-    if judged.models_only:
+    if judged.among == "models":
         configs = [c for c in configs if not bar_mod.is_baseline(c[0])]
+    elif judged.among == "covariates":
+        configs = [c for c in configs if c in out.covariate_configs]
     if judged.reference not in losses or not configs:  # no baseline in the ranking: nothing to judge
         return
     if losses[judged.loss].isna().all() or losses[judged.reference].isna().all():

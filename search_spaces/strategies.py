@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import domains
+from trainables.covariates import KEY as COVARIATES
 
 if TYPE_CHECKING:  # Tune is imported by `build` only: checking a sweep's input needs none of it
     from ray.tune.search import Searcher
@@ -62,8 +63,17 @@ def _unique(configs: list[dict]) -> list[dict]:
 def configurations(
     mode: str, spaces: Any, baseline: dict, ranges: dict, points: list[dict] | None, fixed: dict | None = None
 ) -> list[dict]:
-    """The explicit configuration list of a non-Optuna mode; `fixed` values override every configuration."""
+    """The explicit configuration list of a non-Optuna mode; `fixed` values override every configuration.
+
+    The covariate set (`ranges["covariates"]`) is an axis of every mode: grid and ofat take it
+    with the other ranges; quick, full and priority run each of their configurations with every set.
+    """
     fixed = fixed or {}
+    ranges = ranges or {}
+    if mode in ("quick", "full", "priority") and COVARIATES in ranges:
+        plain = configurations(mode, spaces, baseline, {}, points)
+        configs = _unique([{**c, COVARIATES: v} for c in plain for v in ranges[COVARIATES]])
+        return _unique([{**c, **fixed} for c in configs]) if fixed else configs
     if mode == "grid":
         configs = grid(baseline, ranges or spaces.GRID)
     elif mode == "quick":
@@ -77,6 +87,14 @@ def configurations(
     else:
         raise ValueError(f"mode {mode!r} has no explicit configuration list")
     return _unique([{**c, **fixed} for c in configs]) if fixed else configs
+
+
+def _first_point(baseline: dict, searched: dict, ranges: dict) -> dict:
+    """The study's first trial: the baseline (its covariate set only if the study may choose it)."""
+    point = {k: baseline[k] for k in searched}
+    if COVARIATES in searched and point[COVARIATES] not in ranges[COVARIATES]:
+        point[COVARIATES] = ranges[COVARIATES][0]
+    return point
 
 
 def build(
@@ -114,12 +132,14 @@ def build(
     from ray.tune.search.optuna import OptunaSearch
 
     searched = {k: domains.to_tune(v) for k, v in spaces.OPTUNA.items() if k not in fixed}
+    if ranges and COVARIATES in ranges:  # the covariate set: one more categorical of the study
+        searched[COVARIATES] = domains.to_tune(domains.choice(list(ranges[COVARIATES])))
     space = {**baseline, **searched}
     storage = optuna.storages.RDBStorage(f"sqlite:///{optuna_storage}") if optuna_storage else None
     searcher = OptunaSearch(
         metric=metric,
         mode=metric_mode,
-        points_to_evaluate=[{k: baseline[k] for k in searched}],
+        points_to_evaluate=[_first_point(baseline, searched, ranges or {})],
         sampler=optuna.samplers.TPESampler(seed=seed),
         storage=storage,
         study_name=study_name,

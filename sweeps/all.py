@@ -118,7 +118,7 @@ def model_argv(model: str, own: argparse.Namespace, rest: list[str], workdir: st
     """The flags for `sweeps/<model>.py`: weight flags it has, its own config section, its name."""
     from analysis.impact import model_baseline
 
-    argv = list(rest)
+    argv = _univariate(model, list(rest), workdir)
     baseline = model_baseline(model) or {}
     for flag in WEIGHT_FLAGS:
         if flag.removeprefix("--") not in baseline:
@@ -135,6 +135,37 @@ def model_argv(model: str, own: argparse.Namespace, rest: list[str], workdir: st
     if not own.name:
         return argv
     return [*argv, "--name", own.name if getattr(own, "exact_name", False) else f"{own.name}_{model}"]
+
+
+def _univariate(model: str, argv: list[str], workdir: str) -> list[str]:
+    """`argv` for a model that takes no covariates (Kronos, the baselines): without --covariates and a
+    sweep file's covariates, so the others' covariates do not stop it (a note says so)."""
+    reason = registry.get(model).no_covariates
+    if not reason:
+        return argv
+    argv, given = _without(argv, "--covariates")
+    rest, path = _without(argv, "--config")
+    raw = _read_json(path) if path and _per_model_config(path) is None else None
+    if isinstance(raw, dict) and "covariates" in raw:
+        raw = {k: v for k, v in raw.items() if k != "covariates"}
+        for section in ("param_ranges", "training_config"):
+            if isinstance(raw.get(section), dict):
+                raw[section] = {k: v for k, v in raw[section].items() if k != "covariates"}
+        path = os.path.join(workdir, f"{model}_univariate.json")
+        with open(path, "w") as f:
+            json.dump(raw, f)
+        argv, given = [*rest, "--config", path], given or "the sweep file's"
+    if given and model != BASELINES:  # the baselines are univariate by design: nothing to note
+        print(f"note: {model} takes no covariates ({reason}): its sweep runs without them", file=sys.stderr)
+    return argv
+
+
+def _read_json(path: str) -> object:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None  # the model's own check reports it
 
 
 def _specs(runs: dict[str, tuple[str, list[str]]]) -> dict[str, SweepSpec]:

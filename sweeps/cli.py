@@ -19,6 +19,7 @@ from sweeps.spec import (
     check,
     check_name,
     parse_assets,
+    parse_covariates,
     parse_seeds,
     read_config_file,
 )
@@ -120,6 +121,12 @@ def parser(model: str) -> argparse.ArgumentParser:
     d.add_argument("--asset-col", help="asset-id column of --data (default: 'asset' if present)")
     d.add_argument("--target-col", default="close", help="price column to forecast")
     d.add_argument("--features", default=None, help="feature set (BASELINE_FEATURES, RETURNS_ONLY, NONE)")
+    d.add_argument(
+        "--covariates",
+        help="inputs besides the target: [name=]column of --data or [name=]asset:X (another asset's close), "
+        "':known' after a column known ahead; e.g. vix=asset:VIX,volume. Every configuration reads all of "
+        "them unless param_ranges.covariates varies the set ('none', 'vix', 'vix+volume')",
+    )
     d.add_argument("--folds", type=int, help="generate N walk-forward folds (default 2, or the config file's folds)")
     d.add_argument(
         "--window", choices=("expanding", "rolling"), default="expanding", help="generated folds' train window"
@@ -210,6 +217,7 @@ def spec_from_args(model: str, args: argparse.Namespace) -> SweepSpec:
         drop_short_assets=args.drop_short_assets,
         columns=Columns(timestamp=args.timestamp_col, asset=args.asset_col, close=args.target_col),
         features=args.features or fields.get("features", "BASELINE_FEATURES"),
+        covariates=parse_covariates(args.covariates) if args.covariates else fields.get("covariates", ()),
         early_stop_on=args.early_stop_on or fields.get("early_stop_on", "val"),
         origin_stride=args.origin_stride,
         point_only=args.point_only,

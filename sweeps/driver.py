@@ -16,9 +16,10 @@ import pandas as pd
 from search_spaces import domains, strategies
 from sweeps import capacity, caveats, imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
+from trainables import covariates as cov
 from trainables import folds as fold_mod
 from trainables import registry, store, weights
-from trainables.data import Reading, read_prices, read_universe
+from trainables.data import DataError, Reading, read_prices, read_universe
 from trainables.features import add_features
 from trainables.folds import Fold
 
@@ -32,6 +33,8 @@ class Prepared:
     assets: tuple[str, ...] = ()  # a universe's assets (those kept); () for a one-asset sweep
     dropped: dict[str, str] = field(default_factory=dict)  # --drop-short-assets: asset -> why
     readings: dict[str | None, Reading] = field(default_factory=dict)  # by asset (dropped ones too): how it was read
+    # by asset: the first rows left out because a covariate had no value yet (trainables.covariates)
+    trimmed: dict[str | None, int] = field(default_factory=dict)
 
 
 def _listed(spec: SweepSpec, baseline: dict) -> list[dict]:
@@ -112,7 +115,10 @@ def prepare(spec: SweepSpec) -> Prepared:
         raise SpecError(f"--fit global is not built for {spec.model} yet (only {models}): use --fit per-asset")
     if importlib.util.find_spec(entry.package) is None:
         raise SpecError(f"{spec.model}: package {entry.package!r} is not installed ({entry.install_hint})")
+    if spec.covariates and entry.no_covariates:
+        raise SpecError(f"{spec.model} takes no covariates: {entry.no_covariates} (drop --covariates)")
     frames, features, readings = _frames(spec)
+    frames, trimmed = _with_covariates(spec, frames, readings)
     ts = fold_mod.calendar(frames) if spec.assets is not None else frames[None]["timestamp"]
     fp = spec.folds
     folds = fp.explicit or tuple(fold_mod.generate(ts, fp.n, fp.val_size, fp.test_size, fp.window, fp.train_size))
@@ -129,22 +135,37 @@ def prepare(spec: SweepSpec) -> Prepared:
     # Last: bad input gets its one error line alone.
     caveats.fallbacks(readings)
     caveats.few_origins(folds, frames, context, horizon, spec.origin_stride)
+    for line in cov.first_rows(frames, trimmed):
+        print(f"note: {line}")
     assets = tuple(a for a in frames if a is not None)
-    return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped, readings)
+    return Prepared(frames, features, folds, _most_steps(spec, base), assets, dropped, readings, trimmed)
 
 
 def _frames(spec: SweepSpec) -> tuple[dict[str | None, pd.DataFrame], tuple[str, ...], dict[str | None, Reading]]:
     """Each asset's frame with its features (one-asset sweep: under None), the feature names, and
     how each was read."""
+    extra = cov.data_columns(spec.declared)
     if spec.assets is None:
-        prices, reading = read_prices(spec.data, spec.asset, spec.columns)
+        prices, reading = read_prices(spec.data, spec.asset, spec.columns, extra)
         frame, features = add_features(prices, spec.features)
         return {None: frame}, features, {None: reading}
     out, features = {}, ()
-    universe, readings = read_universe(spec.data, spec.assets, spec.columns)
+    universe, readings = read_universe(spec.data, spec.assets, spec.columns, extra)
     for asset, prices in universe.items():
         out[asset], features = add_features(prices, spec.features)
     return out, features, dict(readings)
+
+
+def _with_covariates(spec: SweepSpec, frames: dict, readings: dict) -> tuple[dict, dict[str | None, int]]:
+    """Each frame with its covariate columns (trainables.covariates.attach_all), and the first rows
+    that left out per asset."""
+    if not spec.covariates:
+        return frames, {}
+    try:
+        out = cov.attach_all(frames, spec.declared, spec.data, spec.columns, readings)
+    except (cov.CovariateError, DataError) as exc:
+        raise SpecError(str(exc)) from None
+    return out, {a: len(frames[a]) - len(out[a]) for a in frames}
 
 
 def _check_rows(spec: SweepSpec, frames: dict, folds: tuple[Fold, ...], context: int, horizon: int) -> dict[str, str]:
@@ -350,6 +371,7 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
         folds=prepared.folds,
         seeds=spec.seeds,
         features=prepared.features,
+        covariates=spec.declared,
         metric=spec.metric,
         early_stop_on=spec.early_stop_on,
         scoring=Scoring(spec.origin_stride, not spec.point_only),
@@ -488,6 +510,8 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, sizing, co
                 sized=sizing.why,
             )
         )
+        if plan.covariates:
+            print(f"  covariates: {', '.join(c.describe() for c in plan.covariates)}")
         callbacks.append(Progress(n, folds * seeds * max(assets, 1), spec.metric, plan.experiment_path))
     # ASHA has its own metric (trainables.nested.ASHA_SCORE), so Tune's metric is the searcher's
     # and analysis' robust_score only without it (Tune refuses two).

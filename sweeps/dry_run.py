@@ -17,6 +17,8 @@ def report(spec: SweepSpec, prepared: Prepared) -> str:
     lines = [f"Dry run of {spec.model} sweep {spec.name!r}: nothing written, Ray not started"]
     lines += _read_lines(prepared)
     lines.append(f"Features ({spec.features}): {', '.join(prepared.features) or 'none'}")
+    if spec.declared:
+        lines.append(f"Covariates: {', '.join(c.describe() for c in spec.declared)}")
     lines += _fold_lines(prepared)
     lines += _count_lines(spec, prepared)
     lines.append(f"Results would go to {spec.sweep_dir}")

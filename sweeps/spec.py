@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.strategies import MODES
+from trainables import covariates as cov
 from trainables.data import ALL, Columns, DataError, check_asset_name
 from trainables.features import FEATURE_SETS
 from trainables.folds import Fold, FoldError, parse_fold
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 FILE_KEYS = {
     "output_subdir",
     "assets",
+    "covariates",
     "early_stop_on",
     "features",
     "replica_seeds",
@@ -69,6 +71,9 @@ class SweepSpec:
     drop_short_assets: bool = False  # leave out an asset too short for a fold, instead of stopping
     columns: Columns = Columns()
     features: str = "BASELINE_FEATURES"
+    # Declared covariates, written out in full (trainables.covariates); each configuration's
+    # `covariates` hyperparameter names the set it reads.
+    covariates: tuple[str, ...] = ()
     folds: FoldPlan = FoldPlan()
     seeds: tuple[int, ...] = (7, 11)
     training_config: dict[str, Any] = field(default_factory=dict)
@@ -108,10 +113,17 @@ class SweepSpec:
         given = {entry.horizon_key: self.horizon, entry.context_key: self.context}
         return {k: v for k, v in given.items() if v is not None}
 
+    @property
+    def declared(self) -> tuple[cov.Covariate, ...]:
+        """The declared covariates (valid: check() parsed them)."""
+        return cov.parse(self.covariates) if self.covariates else ()
+
     def baseline(self, model_baseline: dict) -> dict:
-        """The model's baseline with the file's training_config on top (`seed` is not a hyperparameter)."""
+        """The model's baseline with the file's training_config on top (`seed` is not a hyperparameter);
+        with covariates declared, every configuration reads all of them unless told otherwise."""
         overrides = {k: v for k, v in self.training_config.items() if k != "seed"}
-        return {**model_baseline, **overrides}
+        reads = {cov.KEY: cov.everything(self.declared)} if self.covariates else {}
+        return {**model_baseline, **reads, **overrides}
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -128,6 +140,7 @@ class SweepSpec:
         raw["seeds"] = tuple(raw["seeds"])
         if raw.get("assets") is not None:
             raw["assets"] = tuple(raw["assets"])
+        raw["covariates"] = tuple(raw.get("covariates") or ())
         return cls(**raw)
 
     def with_(self, **changes: Any) -> SweepSpec:
@@ -159,6 +172,8 @@ def read_config_file(path: str) -> dict:
         out["assets"] = parse_assets(raw["assets"], "assets")
     if "features" in raw:
         out["features"] = raw["features"]
+    if "covariates" in raw:
+        out["covariates"] = parse_covariates(raw["covariates"], "covariates")
     if "early_stop_on" in raw:
         out["early_stop_on"] = raw["early_stop_on"]
     if "replica_seeds" in raw:
@@ -255,6 +270,14 @@ def parse_assets(value: Any, where: str = "--assets") -> tuple[str, ...]:
     return tuple(items)
 
 
+def parse_covariates(value: Any, where: str = "--covariates") -> tuple[str, ...]:
+    """`--covariates vix=asset:VIX,volume` → the declarations written out in full."""
+    try:
+        return tuple(c.text for c in cov.parse(value))
+    except cov.CovariateError as exc:
+        raise SpecError(str(exc).replace("--covariates", where, 1)) from None
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`--seeds 3` → the first three default seeds; `--seeds 7,11` → exactly those."""
     try:
@@ -295,19 +318,36 @@ def check(spec: SweepSpec, model_baseline: dict, model_names: list[str]) -> None
         raise SpecError("--drop-short-assets applies to a universe (--assets)")
     if spec.features not in FEATURE_SETS:
         raise SpecError(f"features {spec.features!r} is not a feature set ({', '.join(FEATURE_SETS)})")
-    known = set(model_baseline) | {"seed"}
+    known = set(model_baseline) | {"seed"} | ({cov.KEY} if spec.covariates else set())
     for where, keys in (("training_config", spec.training_config), ("param_ranges", spec.param_ranges)):
         bad = sorted(set(keys) - known)
+        if cov.KEY in bad:
+            raise SpecError(f"{where}.{cov.KEY} needs declared covariates: add --covariates (e.g. vix=asset:VIX)")
         if bad:
             raise SpecError(
                 f"{where}.{bad[0]} is not a {spec.model} hyperparameter (known: {', '.join(sorted(known))})"
             )
+    _check_covariates(spec)
+    types = {**model_baseline, cov.KEY: ""}
     for key, value in spec.baseline(model_baseline).items():
-        _same_type(model_baseline[key], value, f"training_config.{key}")
+        _same_type(types[key], value, f"training_config.{key}")
     for key, values in spec.param_ranges.items():
         for v in values:
-            _same_type(model_baseline[key], v, f"param_ranges.{key}")
+            _same_type(types[key], v, f"param_ranges.{key}")
     _positive(spec)
+
+
+def _check_covariates(spec: SweepSpec) -> None:
+    """The declarations parse, and every covariate set a configuration may name is made of them."""
+    declared = cov.parse(spec.covariates) if spec.covariates else ()
+    sets = [(f"training_config.{cov.KEY}", spec.training_config[cov.KEY])] if cov.KEY in spec.training_config else []
+    sets += [(f"param_ranges.{cov.KEY}", v) for v in spec.param_ranges.get(cov.KEY, [])]
+    sets += [(f"points[{i}].{cov.KEY}", p[cov.KEY]) for i, p in enumerate(spec.points or []) if cov.KEY in p]
+    try:
+        for where, value in sets:
+            cov.members(value, declared, where)
+    except cov.CovariateError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def _same_type(default: Any, value: Any, where: str) -> None:

@@ -36,6 +36,9 @@ class UnitData:
     `frame` is one asset's rows sorted by time with the columns `timestamp, open, high, low,
     close, volume` plus the feature columns named in `features`. Row i of `frame` is day i.
     `asset` names the series for a model fitted on several (`fit_many`); None otherwise.
+    `past_covariates` and `known_covariates` name further columns of `frame` the model reads
+    besides the target (trainables.covariates): a past-only one at rows before an origin only, a
+    known-ahead one also at the rows it forecasts (origin … origin + horizon − 1), never later.
     """
 
     frame: pd.DataFrame
@@ -45,6 +48,13 @@ class UnitData:
     test: Window
     target: str = "close"
     asset: str | None = None
+    past_covariates: tuple[str, ...] = ()
+    known_covariates: tuple[str, ...] = ()
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        """Every covariate column: the past-only ones, then the known-ahead ones."""
+        return (*self.past_covariates, *self.known_covariates)
 
 
 class NoGlobalFit(RuntimeError):

@@ -156,17 +156,36 @@ def _series(data: UnitData) -> np.ndarray:
     return data.frame[data.target].to_numpy(dtype=np.float32)
 
 
-def _validation_inputs(data: UnitData, context: int, horizon: int) -> list[np.ndarray] | None:
+def _rows(data: UnitData, start: int, stop: int) -> np.ndarray | dict:
+    """Rows [start, stop) of the target, with the covariates as the pipeline's dict input: every
+    covariate's values over the same rows ("past_covariates" holds a known one's past as well)."""
+    y = _series(data)[start:stop]
+    if not data.covariates:
+        return y
+    covs = {c: data.frame[c].to_numpy(dtype=np.float32)[start:stop] for c in data.covariates}
+    return {"target": y, "past_covariates": covs}
+
+
+def _prepared(data: UnitData, windows: list[tuple[int, int]], horizon: int) -> list:
+    """Training or val series in the authors' covariate format (`preprocess.from_list_of_dicts`,
+    known covariates named: their values are in the series, the dataset cuts out the future part)."""
+    inputs = [_rows(data, a, b) for a, b in windows]
+    if not data.covariates:
+        return inputs
+    from chronos.chronos2 import preprocess
+
+    known = list(data.known_covariates) or None
+    return preprocess.from_list_of_dicts(inputs, prediction_length=horizon, known_covariates_names=known)
+
+
+def _validation_windows(data: UnitData, context: int, horizon: int) -> list[tuple[int, int]]:
     """Rolling windows over the val range, each ending `horizon` steps after its origin.
 
     The pipeline's validation dataset scores the last `horizon` values of each series, so
     a window [origin - context, origin + horizon) is one val origin, as in evaluation.
     """
     origins = foundation.spread(max(data.val.start, 1), data.val.stop - horizon, _MAX_VAL_ORIGINS)
-    if not len(origins):
-        return None
-    y = _series(data)
-    return [y[max(0, o - context) : o + horizon] for o in origins]
+    return [(max(0, int(o) - context), int(o) + horizon) for o in origins]
 
 
 def _eval_every(num_steps: int) -> int:
@@ -185,7 +204,8 @@ def _min_past(train_rows: int, context: int, horizon: int) -> int:
 
 
 class Chronos2Adapter(Adapter):
-    """Chronos-2 forecasts the target from its own past (univariate, no covariates)."""
+    """Chronos-2 forecasts the target from its own past and, when given, its covariates (past-only
+    and known-ahead, through the pipeline's dict inputs, as the authors' covariate examples do)."""
 
     name = "chronos2"
 
@@ -224,9 +244,9 @@ class Chronos2Adapter(Adapter):
         """Run `Chronos2Pipeline.fit` and keep the fine-tuned pipeline (its best-val weights)."""
         cfg = self.config
         context, horizon, num_steps = self.context_length(cfg), self.horizon(cfg), int(cfg["num_steps"])
-        train = [_series(d)[d.train.start : d.train.stop] for d in datas]
+        train = [w for d in datas for w in _prepared(d, [(d.train.start, d.train.stop)], horizon)]
         # Each series' val windows (_MAX_VAL_ORIGINS of them at most per series).
-        val = [w for d in datas for w in _validation_inputs(d, context, horizon) or []]
+        val = [w for d in datas for w in _prepared(d, _validation_windows(d, context, horizon), horizon)]
         losses, best = _TensorBoardLosses(log_dir), _BestWeights(self.validated)
         every = _eval_every(num_steps)
         try:
@@ -242,7 +262,7 @@ class Chronos2Adapter(Adapter):
                 batch_size=int(cfg["batch_size"]),
                 output_dir=output_dir,
                 finetuned_ckpt_name=_FINAL_CKPT,
-                min_past=min(_min_past(len(t), context, horizon) for t in train),
+                min_past=min(_min_past(len(d.train), context, horizon) for d in datas),
                 callbacks=[losses, best],
                 remove_printer_callback=True,
                 # Extra kwargs go to TrainingArguments; the Trainer reseeds from `seed` itself.
@@ -288,9 +308,9 @@ class Chronos2Adapter(Adapter):
         if self.pipeline is None:
             self.pipeline = build_pipeline(self.config, self.device)
         context, horizon = self.context_length(self.config), self.horizon(self.config)
-        y = _series(data)
-        # Each origin gets its own slice, so no forecast can read a value at or after its origin.
-        contexts = [torch.from_numpy(y[max(0, int(o) - context) : int(o)]) for o in origins]
+        # Each origin gets its own slice, so no forecast can read a value at or after its origin
+        # (a known covariate: at or after origin + horizon).
+        contexts = [self._context(data, int(o), context, horizon) for o in origins]
         # No autocast: in bf16 the quantiles are rounded before they are de-normalised.
         levels, _ = self.pipeline.predict_quantiles(
             contexts,
@@ -302,6 +322,16 @@ class Chronos2Adapter(Adapter):
         )
         q = np.stack([f[0].float().numpy() for f in levels]).astype(np.float64)  # (origins, horizon, levels)
         return quantiles.Forecast(q[..., quantiles.index(0.5)], q)
+
+    @staticmethod
+    def _context(data: UnitData, origin: int, context: int, horizon: int) -> torch.Tensor | dict:
+        """What the forecast from `origin` reads: rows before it, and a known covariate's rows
+        origin … origin + horizon − 1 as its future values."""
+        rows = _rows(data, max(0, origin - context), origin)
+        if not isinstance(rows, dict):
+            return torch.from_numpy(rows)
+        future = {c: data.frame[c].to_numpy(dtype=np.float32)[origin : origin + horizon] for c in data.known_covariates}
+        return {**rows, "future_covariates": future} if future else rows
 
     def _untouched(self) -> bool:
         """Released weights, not fine-tuned: stored as a reference, not a copy."""

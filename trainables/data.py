@@ -62,14 +62,19 @@ def load_prices(path: str | None, asset: str | None, columns: Columns = Columns(
     return read_prices(path, asset, columns)[0]
 
 
-def read_prices(path: str | None, asset: str | None, columns: Columns = Columns()) -> tuple[pd.DataFrame, Reading]:
-    """load_prices' frame, and how it was read."""
+def read_prices(
+    path: str | None, asset: str | None, columns: Columns = Columns(), extra: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, Reading]:
+    """load_prices' frame, and how it was read; `extra` columns of the file are kept too, numeric,
+    under the names given (covariates: trainables.covariates), gaps as NaN."""
     if path is None:
+        if extra:
+            raise DataError(f"column {extra[0]!r} needs --data: the embedded series have {', '.join(PRICE_COLUMNS)}")
         frame, reading = _embedded(asset or "SPX", "embedded data")
         return _validate(frame, reading.source, reading), reading
     raw, reading = _read(path, columns)
     frame = _select_asset(raw, path, asset, columns, reading.fed["asset"])
-    return _validate(_standardise(frame, path, reading), repr(path), reading), reading
+    return _validate(_standardise(frame, path, reading, extra), repr(path), reading), reading
 
 
 def load_universe(path: str | None, assets: tuple[str, ...], columns: Columns = Columns()) -> dict[str, pd.DataFrame]:
@@ -79,10 +84,13 @@ def load_universe(path: str | None, assets: tuple[str, ...], columns: Columns = 
 
 
 def read_universe(
-    path: str | None, assets: tuple[str, ...], columns: Columns = Columns()
+    path: str | None, assets: tuple[str, ...], columns: Columns = Columns(), extra: tuple[str, ...] = ()
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Reading]]:
-    """load_universe's frames, and how each asset was read (a file: one Reading shared by all)."""
+    """load_universe's frames, and how each asset was read (a file: one Reading shared by all);
+    `extra` as in read_prices."""
     if path is None:
+        if extra:
+            raise DataError(f"column {extra[0]!r} needs --data: the embedded series have {', '.join(PRICE_COLUMNS)}")
         if assets == (ALL,):
             raise DataError(f"--assets all needs --data with an asset column; embedded assets: {', '.join(EMBEDDED)}")
         unknown = [a for a in assets if a not in EMBEDDED]
@@ -104,7 +112,8 @@ def read_universe(
             shown = ", ".join(present[:8]) + (", ..." if len(present) > 8 else "")
             raise DataError(f"asset {asset!r} not found in column {name!r} of {path!r} (it holds {shown})")
     frames = {
-        a: _validate(_standardise(raw[ids == a], path, reading), f"{path!r} (asset {a})", reading) for a in wanted
+        a: _validate(_standardise(raw[ids == a], path, reading, extra), f"{path!r} (asset {a})", reading)
+        for a in wanted
     }
     _check_zones_agree(frames, path, reading.fed["timestamp"])
     return frames, dict.fromkeys(wanted, reading)
@@ -262,8 +271,9 @@ def _select_asset(raw: pd.DataFrame, path: str, asset: str | None, columns: Colu
     return raw[assets == asset]
 
 
-def _standardise(raw: pd.DataFrame, path: str, reading: Reading) -> pd.DataFrame:
-    """Timestamp + OHLCV under their standard names; the file's row numbers kept for the messages."""
+def _standardise(raw: pd.DataFrame, path: str, reading: Reading, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Timestamp + OHLCV under their standard names (and the `extra` columns under the names
+    asked for); the file's row numbers kept for the messages."""
     fed = reading.fed
     out = pd.DataFrame({"timestamp": _parse_time(raw[fed["timestamp"]], path, fed["timestamp"])}, index=raw.index)
     close = _numeric(raw[fed["close"]], path, fed["close"])  # first: the other prices fall back to it
@@ -275,6 +285,12 @@ def _standardise(raw: pd.DataFrame, path: str, reading: Reading) -> pd.DataFrame
             out[name] = _numeric(raw[source], path, source)
         else:  # only the target is mandatory: fallback_warning says what was made up
             out[name] = close if name != "volume" else 0.0
+    for name in extra:
+        source = _find(raw, name, path, "column")
+        if source is None:
+            shown = ", ".join(map(str, raw.columns[:8])) + (", ..." if len(raw.columns) > 8 else "")
+            raise DataError(f"column {name!r} missing from {path!r} (it has {shown})")
+        out[name] = _numeric(raw[source], path, source)
     return out
 
 

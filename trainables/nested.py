@@ -30,6 +30,7 @@ import pandas as pd
 import ray
 from ray import tune
 
+from trainables import covariates as cov
 from trainables import registry, store
 from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
@@ -57,6 +58,7 @@ class Plan:
     seeds: tuple[int, ...]
     features: tuple[str, ...]
     assets: tuple[str, ...] = ()  # a universe's assets; () for one asset
+    covariates: tuple[cov.Covariate, ...] = ()  # declared; each configuration reads its set
     fit: str = "per-asset"  # a universe: a model per (asset, fold, seed), or "global": per (fold, seed)
     metric: str = "val_pct_mae"
     early_stop_on: str = "val"  # trainables.unit.EARLY_STOP_ON
@@ -267,6 +269,13 @@ def _log_dir(plan: Plan, key: str) -> str:
     return os.path.join(os.getcwd(), "tensorboard", key)
 
 
+def unit_data(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, asset: str | None = None) -> UnitData:
+    """What a unit of `config` reads of one asset in `fold`: its windows, features and covariate set."""
+    past, known = cov.columns(config, plan.covariates)
+    return UnitData(frame, plan.features, *windows(fold, frame["timestamp"]), asset=asset,
+                    past_covariates=past, known_covariates=known)  # fmt: skip
+
+
 def _run_fold(
     config: dict, plan: Plan, frames: dict, fold: Fold, todo: list[tuple[str | None, int]], live: _Live
 ) -> list[dict]:
@@ -277,7 +286,7 @@ def _run_fold(
     jobs = []  # (asset, seed run, seeds it stands for, data)
     for asset in dict.fromkeys(a for a, _ in todo):
         frame = frames[asset]
-        data = UnitData(frame, plan.features, *windows(fold, frame["timestamp"]))
+        data = unit_data(config, plan, frame, fold)
         seeds = [s for a, s in todo if a == asset]
         groups = {seeds[0]: seeds} if seed_free and len(seeds) > 1 else {s: [s] for s in seeds}
         jobs += [(asset, seed, group, data) for seed, group in groups.items()]
@@ -326,9 +335,7 @@ def _run_fold(
 def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
     """Run the (fold, seed) global units of `seeds`: per seed one model on every asset, a record per asset."""
     units = f"{_trial_store(plan)}/units"
-    datas = {
-        a: UnitData(frames[a], plan.features, *windows(fold, frames[a]["timestamp"]), asset=a) for a in plan.assets
-    }
+    datas = {a: unit_data(config, plan, frames[a], fold, a) for a in plan.assets}
     key = {(a, s): unit_key(fold.name, s, a) for a in plan.assets for s in seeds}
     first = plan.assets[0]
     dests = {s: {a: f"{units}/{key[a, s]}" for a in plan.assets} for s in seeds}

@@ -38,6 +38,8 @@ class ModelEntry:
     global_fit: bool = False  # the adapter implements fit_many (--fit global: one model for a universe)
     # a family of simple benchmarks: ranked rows marked "baseline", the bar of beats_best_baseline
     baseline: bool = False
+    # why the model takes no covariates (trainables.covariates); "" when it takes them
+    no_covariates: str = ""
 
     def adapter(self) -> type[Adapter]:
         module, cls = self.adapter_path.split(":")
@@ -101,6 +103,7 @@ MODELS: dict[str, ModelEntry] = {
         weight_keys={"pretrained": "predictor", "tokenizer": "tokenizer"},
         steps_key="predictor_steps",
         global_fit=True,
+        no_covariates="its tokenizer reads fixed K-line inputs (open, high, low, close, volume, amount)",
     ),
     "baselines": ModelEntry(
         "baselines",
@@ -111,6 +114,7 @@ MODELS: dict[str, ModelEntry] = {
         distributions=("statsforecast",),
         baseline=True,
         global_fit=False,
+        no_covariates="the baselines are univariate benchmarks of the target alone",
     ),
 }
 

@@ -95,7 +95,7 @@ def _quiet() -> None:
 def _long_frame(data: UnitData, stop: int) -> pd.DataFrame:
     """Rows [0, stop) in pytorch-forecasting's long format: time_idx = row number, the series id
     the asset for a model of several (`fit_many`), else "0"."""
-    cols = ["timestamp", data.target, *data.features]
+    cols = ["timestamp", data.target, *data.features, *data.covariates]
     frame = data.frame.iloc[:stop][cols].copy()
     frame["time_idx"] = np.arange(len(frame))
     frame[_GROUP] = data.asset or "0"
@@ -137,8 +137,9 @@ class TFTAdapter(Adapter):
         many = train is not None
         if train is None:
             train = _long_frame(data, data.train.stop).iloc[data.train.start :]
-        known = [f for f in data.features if f in KNOWN_AHEAD]
-        unknown = [data.target, *[f for f in data.features if f not in KNOWN_AHEAD]]
+        # Covariates are reals like the features: a known-ahead one goes to the decoder as well.
+        known = [*[f for f in data.features if f in KNOWN_AHEAD], *data.known_covariates]
+        unknown = [data.target, *[f for f in data.features if f not in KNOWN_AHEAD], *data.past_covariates]
         # EncoderNormalizer scales the target by each window's own encoder: no statistic sees
         # a value after the forecast origin; the other reals are scaled on the training window.
         return TimeSeriesDataSet(
@@ -268,10 +269,11 @@ class TFTAdapter(Adapter):
 
     def _fold_key(self, data: UnitData) -> tuple:
         """Everything the datasets depend on: the rows read (by content), windows, lengths, columns."""
-        cols = ["timestamp", data.target, *data.features]
+        cols = ["timestamp", data.target, *data.features, *data.covariates]
         content = int(pd.util.hash_pandas_object(data.frame[cols].iloc[: data.val.stop], index=False).sum())
         lengths = (self.context_length(self.config), self.horizon(self.config))
-        return (content, data.train, data.val, lengths, data.target, tuple(data.features))
+        inputs = (tuple(data.features), data.past_covariates, data.known_covariates)
+        return (content, data.train, data.val, lengths, data.target, inputs)
 
     def predict(self, data: UnitData, origins: np.ndarray) -> np.ndarray:
         return self.forecast(data, origins).point

@@ -4,6 +4,14 @@ The training loop is in `trainables.toto_training`. Forecasts are the median (an
 quantiles) of `num_samples` sampled paths (256 by default, as the authors' `evaluation/fev/evaluate.py` draws), each origin
 sampled from its own random generator so that origins can share a batch without their draws
 depending on one another.
+
+Covariates are further variates after the target (past-only ones as plain variates, known-ahead
+ones as Toto's exogenous variates, their future values injected while decoding); which rows
+each reads, and where that differs from the authors' recipe, is in `trainables.toto_inputs`.
+A model fine-tuned with known covariates has Toto's variate labels, which
+`Toto.load_from_checkpoint` drops (it keeps only the keys a fresh Toto has, and config.json
+cannot ask for them: TotoBackbone takes no such argument), so adapter.json records
+`variate_labels` and `load_checkpoint` restores them from model.safetensors.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from toto.model.toto import Toto
 
 from search_spaces import toto as toto_space
 from search_spaces.toto import BASELINE, SIZES
-from trainables import foundation, quantiles, weights
+from trainables import foundation, quantiles, toto_inputs, weights
 from trainables.adapter import Adapter, UnitData, seed_everything
-from trainables.toto_training import TotoTraining, series, windows
+from trainables.toto_inputs import MaskedFuture, Variates
+from trainables.toto_training import TotoTraining, windows
 
 # Class names as the released config.json spells them (the package maps them to classes).
 _SCALER = "<class 'model.scaler.CausalPatchStdMeanScaler'>"
@@ -32,6 +41,11 @@ _MIXTURE = "<class 'model.distribution.MixtureOfStudentTsOutput'>"
 
 _PREDICT_BATCH = 256  # origins per forward pass in deterministic (mean) decoding
 _PREDICT_SEQUENCES = 4096  # origins × samples per forward pass when sampling
+_LABELS = ("model.target_variate_label", "model.exogenous_variate_label")  # TotoBackbone's names
+
+
+class CheckpointError(RuntimeError):
+    """A saved Toto lacks weights its adapter.json says it has."""
 
 
 def _scratch_config(size: str) -> dict[str, Any]:
@@ -66,18 +80,40 @@ def _read_model_config(path: str) -> dict[str, Any]:
         return json.load(f)
 
 
-def load_checkpoint(path: str) -> tuple[Toto, dict[str, Any]]:
-    """A Toto from a directory with model.safetensors + config.json, and its config."""
+def load_checkpoint(path: str, variate_labels: bool = False) -> tuple[Toto, dict[str, Any]]:
+    """A Toto from a directory with model.safetensors + config.json, and its config; its variate
+    labels too where the file holds them (`variate_labels`: it must)."""
     # xformers is optional and absent here: force the plain attention path.
     model = Toto.load_from_checkpoint(path, map_location="cpu", use_memory_efficient_attention=False)
+    _restore_labels(model, os.path.join(path, "model.safetensors") if os.path.isdir(path) else path, variate_labels)
     config = {**_read_model_config(path), "use_memory_efficient_attention": False}
     return model, config
+
+
+def _enable_labels(model: Toto) -> None:
+    # Their initial values are overwritten: leave torch's global generator as it was.
+    with torch.random.fork_rng(devices=[]):
+        model.model.enable_variate_labels()
+
+
+def _restore_labels(model: Toto, file: str, required: bool) -> None:
+    """The variate labels the package's loader dropped, put back from `file`."""
+    with safetensors.safe_open(file, framework="pt") as f:
+        stored = {k: f.get_tensor(k) for k in _LABELS if k in f.keys()}
+    if len(stored) < len(_LABELS):
+        if required:
+            raise CheckpointError(f"{file} lacks the variate labels {', '.join(_LABELS)} its adapter.json records")
+        return
+    _enable_labels(model)
+    model.load_state_dict(stored, strict=False)
 
 
 def _clone(loaded: tuple[Toto, dict[str, Any]]) -> tuple[Toto, dict[str, Any]]:
     """A copy of a loaded Toto (the package's model does not deep-copy: it holds a staticmethod)."""
     model, config = loaded
     fresh = Toto(**config)
+    if model.model.fusion is not None:
+        _enable_labels(fresh)
     fresh.load_state_dict(model.state_dict())
     return fresh, dict(config)
 
@@ -175,7 +211,8 @@ class _SeededForecaster(TotoForecaster):
 
 
 class TotoAdapter(Adapter):
-    """Toto forecasts the target from its own past (univariate; Toto scales each context itself)."""
+    """Toto forecasts the target from its own past and the unit's covariates, if any (Toto scales
+    each variate's context itself)."""
 
     name = "toto"
 
@@ -235,11 +272,18 @@ class TotoAdapter(Adapter):
         model = self._ensure_model()
         model.eval()
         origins = np.asarray(origins, dtype=int)
-        context = self.context_length(self.config)
-        values, mask = windows(series(data), origins, context, first=0)  # rows before each origin only
-        chunk = self._origins_per_batch()
+        context, horizon = self.context_length(self.config), self.horizon(self.config)
+        y = toto_inputs.series(data, self._patch)
+        if isinstance(y, Variates):  # known covariates also at the forecast rows
+            inputs = y.context(origins, context, horizon)
+        else:
+            values, mask = windows(y, origins, context, first=0)  # rows before each origin only
+            inputs = {"values": values, "mask": mask}
+        chunk = self._origins_per_batch(1 + len(data.covariates))
         out = [
-            self._forecast(values[i : i + chunk], mask[i : i + chunk], origins[i : i + chunk])
+            self._forecast(
+                {k: v[i : i + chunk] for k, v in inputs.items()}, origins[i : i + chunk], len(data.known_covariates)
+            )
             for i in range(0, len(origins), chunk)
         ]
         if not out:
@@ -248,20 +292,26 @@ class TotoAdapter(Adapter):
             np.concatenate([p for p, _ in out]).astype(np.float64), np.concatenate([q for _, q in out])
         )
 
-    def _origins_per_batch(self) -> int:
+    def _origins_per_batch(self, variates: int) -> int:
         num_samples = int(self.config["num_samples"])
         if num_samples <= 0:
-            return _PREDICT_BATCH
-        return max(1, _PREDICT_SEQUENCES // num_samples)
+            return max(1, _PREDICT_BATCH // variates)
+        return max(1, _PREDICT_SEQUENCES // (num_samples * variates))
 
     def _generators(self, origins: np.ndarray) -> list[torch.Generator]:
         # Seeded from (seed, origin): an origin's paths are the same in any batch, on any call.
         return [torch.Generator(device=self.device).manual_seed(self.seed * 1_000_003 + int(o)) for o in origins]
 
     @torch.no_grad()
-    def _forecast(self, values: np.ndarray, mask: np.ndarray, origins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        series_ = torch.from_numpy(values).to(self.device).unsqueeze(1)
-        padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
+    def _forecast(
+        self, arrays: dict[str, np.ndarray], origins: np.ndarray, num_exogenous: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`arrays`: `values`/`mask` (origins, [variates,] time), with known covariates also
+        `future`/`future_mask` (origins, known, horizon); the last `num_exogenous` variates are known."""
+        series_ = torch.from_numpy(arrays["values"]).to(self.device)
+        padding = torch.from_numpy(arrays["mask"]).to(self.device)
+        if series_.ndim == 2:  # the target alone
+            series_, padding = series_.unsqueeze(1), padding.unsqueeze(1)
         inputs = MaskedTimeseries(
             series=series_,
             padding_mask=padding,
@@ -269,17 +319,28 @@ class TotoAdapter(Adapter):
             # Toto only carries time stamps along; daily steps stand in for the real ones.
             timestamp_seconds=torch.zeros_like(series_, dtype=torch.int),
             time_interval_seconds=torch.full(series_.shape[:2], 86_400, dtype=torch.int, device=self.device),
+            num_exogenous_variables=num_exogenous,
         )
         horizon, num_samples = self.horizon(self.config), int(self.config["num_samples"])
+        backbone, future = self.model.model, None
+        if num_exogenous:
+            future = torch.from_numpy(arrays["future"]).to(self.device)
+            backbone = MaskedFuture(backbone, torch.from_numpy(arrays["future_mask"]).to(self.device))
         # Full precision here: the decoder appends samples to a float32 KV cache.
         if num_samples > 0:
-            forecaster = _SeededForecaster(self.model.model, self._generators(origins))
+            forecaster = _SeededForecaster(backbone, self._generators(origins))
             forecast = forecaster.forecast(
-                inputs, prediction_length=horizon, num_samples=num_samples, samples_per_batch=num_samples
+                inputs,
+                prediction_length=horizon,
+                num_samples=num_samples,
+                samples_per_batch=num_samples,
+                future_exogenous_variables=future,
             )
             point = forecast.median[:, 0].float().cpu().numpy()
             return point, quantiles.from_samples(forecast.samples[:, 0].float().cpu().numpy())  # (b, h, S) → levels
-        mean = TotoForecaster(self.model.model).forecast(inputs, prediction_length=horizon).mean
+        mean = (
+            TotoForecaster(backbone).forecast(inputs, prediction_length=horizon, future_exogenous_variables=future).mean
+        )
         point = mean[:, 0].float().cpu().numpy()
         return point, quantiles.Forecast.point_only(point).quantiles
 
@@ -304,6 +365,8 @@ class TotoAdapter(Adapter):
             safetensors.torch.save_file(state, os.path.join(path, "model.safetensors"))
             with open(os.path.join(path, "config.json"), "w") as f:
                 json.dump(self.model_config, f, indent=2)
+            if self.model.model.fusion is not None:  # the package's loader would drop them
+                meta["variate_labels"] = True
         foundation.save_meta(path, meta)
 
     @classmethod
@@ -314,7 +377,7 @@ class TotoAdapter(Adapter):
             source = weights.follow(meta["weights"]["pretrained"])
             adapter.model, adapter.model_config = _released(source)
         else:
-            adapter.model, adapter.model_config = load_checkpoint(path)
+            adapter.model, adapter.model_config = load_checkpoint(path, bool(meta.get("variate_labels", False)))
         adapter.model.to(device)
         adapter.model.eval()
         return adapter

@@ -8,6 +8,13 @@ warmup, stable, 1-sqrt decay over the last fifth). As the authors' `finetune_tot
 best-val checkpoint (`ModelCheckpoint(monitor="val_loss")`), the loop restores the weights of the
 best periodic val loss.
 
+Covariates (trainables.toto_inputs lays them out): windows carry them as further variates, read
+from the training window only; the loss is the target's (variate 0) alone. The authors mask the
+exogenous (known-ahead) variates out of the loss; we also leave out the past-only ones, which Toto
+forecasts as plain variates, since the sweep scores the target only. Fine-tuning with known
+covariates first enables the backbone's variate labels, as `TotoForFinetuning(
+add_exogenous_features=True)` does.
+
 Losses: "nll" is Toto's pre-training `CombinedLoss` (NLL + Barron robust loss on the mean);
 "quantile" is the pinball loss averaged over all quantile levels (the CRPS) of the predictive
 mixture; "huber" is a Huber loss on the predictive mean. All act in Toto's scaled space.
@@ -25,9 +32,10 @@ from toto.model.losses import CombinedLoss
 from toto.model.scheduler import WarmupStableDecayLR
 from toto.model.toto import Toto
 
-from trainables import foundation
+from trainables import foundation, toto_inputs
 from trainables.adapter import TrainingDiverged, UnitData, Window, check_loss
 from trainables.foundation import Board, on_cuda
+from trainables.toto_inputs import Variates
 
 LOSSES = ("nll", "quantile", "huber")
 _MAX_VAL_WINDOWS = 16  # val windows scored for the periodic val loss
@@ -38,16 +46,15 @@ _EVALUATIONS = 10  # periodic val losses per run (besides the zero-shot one at s
 LossFn = Callable[[torch.distributions.Distribution, torch.Tensor], torch.Tensor]
 
 
-def series(data: UnitData) -> np.ndarray:
-    return data.frame[data.target].to_numpy(dtype=np.float32)
-
-
-def windows(y: np.ndarray, ends: np.ndarray, length: int, first: int) -> tuple[np.ndarray, np.ndarray]:
+def windows(y: np.ndarray | Variates, ends: np.ndarray, length: int, first: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows [end - length, end) of `y` for each end; rows before `first` become padding.
 
     Padding is zero with a False mask, as the package's `pad_array` does: the scaler gives it
-    no weight and the loss ignores it.
+    no weight and the loss ignores it. A unit with covariates (`Variates`) gives
+    (windows, variates, time), laid out by `Variates.windows`.
     """
+    if isinstance(y, Variates):
+        return y.windows(ends, length, first)
     rows = ends[:, None] - length + np.arange(length)
     valid = rows >= first
     values = np.where(valid, y[np.clip(rows, 0, None)], 0.0).astype(np.float32)
@@ -55,7 +62,7 @@ def windows(y: np.ndarray, ends: np.ndarray, length: int, first: int) -> tuple[n
 
 
 def train_batch(
-    y: np.ndarray, train: Window, rng: np.random.Generator, context: int, patch: int, size: int
+    y: np.ndarray | Variates, train: Window, rng: np.random.Generator, context: int, patch: int, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """`size` random windows of context + one patch that read no row outside `train`.
 
@@ -73,7 +80,7 @@ def train_batch(
 
 
 def train_batch_many(
-    ys: list[np.ndarray], trains: list[Window], rng: np.random.Generator, context: int, patch: int, size: int
+    ys: list[np.ndarray | Variates], trains: list[Window], rng: np.random.Generator, context: int, patch: int, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """`train_batch` over several series (a global fit): every (series, end) pair equally likely,
     so a series weighs by its training length, as a GluonTS instance sampler per series does.
@@ -148,6 +155,15 @@ def val_ends(window: Window, patch: int) -> np.ndarray:
     return foundation.spread(window.start + patch, window.stop, _MAX_VAL_WINDOWS)
 
 
+def enable_variate_labels(backbone: torch.nn.Module) -> bool:
+    """Give `backbone` Toto's target/exogenous variate labels, unless it has them (trained ones
+    are kept); True when it enabled them. The labels are drawn from torch's global generator."""
+    if backbone.fusion is not None:
+        return False
+    backbone.enable_variate_labels()
+    return True
+
+
 class TotoTraining:
     """Fine-tunes `model` in place on one unit; `run` returns the unit's training facts."""
 
@@ -155,6 +171,7 @@ class TotoTraining:
         self.model, self.config, self.patch, self.device, self.seed = model, config, patch, device, seed
         self.context = int(config["context_length"])
         self.loss_fn = loss_fn(config["loss"])
+        self.num_exogenous = 0  # known-ahead covariates: the last variates (set per run)
 
     def run(
         self, data: UnitData | list[UnitData], board: Board, validated: Callable[[int, float], None] | None = None
@@ -163,6 +180,7 @@ class TotoTraining:
         window, the val loss over every series' val windows); `validated(step, val_loss)` is called
         after each periodic validation."""
         datas = data if isinstance(data, list) else [data]
+        self._layout(datas)
         max_steps = int(self.config["max_steps"])
         ends = [val_ends(d.val, self.patch) for d in datas]
         facts: dict[str, Any] = {
@@ -172,8 +190,13 @@ class TotoTraining:
         val_loss = self._val_many(datas, ends, board, step=0)  # the zero-shot starting point
         if max_steps <= 0:
             return {**facts, "val_loss": val_loss, "checkpoint_chosen_on": "none"}
+        # After the zero-shot val loss, so that it scores the model as it was given.
+        if datas[0].known_covariates and enable_variate_labels(self.model.model):
+            self.model.to(self.device)  # the labels are made on the CPU
+            facts["num_params"] = float(sum(p.numel() for p in self.model.parameters()))
         optimizer, scheduler = self._optimiser(max_steps)
-        rng, ys, every = np.random.default_rng(self.seed), [series(d) for d in datas], max(1, max_steps // _EVALUATIONS)
+        rng, every = np.random.default_rng(self.seed), max(1, max_steps // _EVALUATIONS)
+        ys = [toto_inputs.series(d, self.patch) for d in datas]
         trains, size = [d.train for d in datas], int(self.config["batch_size"])
         train_loss, best, best_step, best_state = float("nan"), float("inf"), 0, None
         for step in range(1, max_steps + 1):
@@ -195,6 +218,11 @@ class TotoTraining:
             self.model.load_state_dict(best_state)
             facts.update(val_loss=best, best_step=float(best_step), checkpoint_chosen_on="val")
         return facts
+
+    def _layout(self, datas: list[UnitData]) -> None:
+        """The variates every window of these series carries: the same covariates for all."""
+        toto_inputs.check_same_covariates(datas)
+        self.num_exogenous = len(datas[0].known_covariates)
 
     def _optimiser(self, max_steps: int) -> tuple[torch.optim.AdamW, WarmupStableDecayLR]:
         """AdamW as `TotoForFinetuning.configure_optimizers` sets it up, with its scheduler."""
@@ -226,15 +254,26 @@ class TotoTraining:
         the causal loc/scale of the patch holding t, so a target never enters its own scaling.
         """
         patch = self.patch
-        series_ = torch.from_numpy(values).to(self.device).unsqueeze(1)  # (batch, 1 variate, time)
-        padding = torch.from_numpy(mask).to(self.device).unsqueeze(1)
+        series_ = torch.from_numpy(values).to(self.device)  # (batch, variates, time)
+        padding = torch.from_numpy(mask).to(self.device)
+        if series_.ndim == 2:  # the target alone
+            series_, padding = series_.unsqueeze(1), padding.unsqueeze(1)
         inputs, input_mask = series_[..., :-patch], padding[..., :-patch]
-        targets, target_mask = series_[..., patch:], padding[..., patch:].clone()
-        if last_patch_only:
-            target_mask[..., :-patch] = False
         backbone = self.model.model
         with foundation.autocast(self.device):
-            hidden, loc, scale = backbone.backbone(inputs, input_mask, torch.zeros_like(inputs, dtype=torch.int))
+            hidden, loc, scale = backbone.backbone(
+                inputs,
+                input_mask,
+                torch.zeros_like(inputs, dtype=torch.int),
+                num_exogenous_variables=self.num_exogenous,
+            )
+        # The target's loss only (variate 0): the authors mask the exogenous variates out of the
+        # loss; selecting rather than multiplying by a mask keeps a covariate's huge values from
+        # turning the sum into NaN (inf * 0).
+        hidden, loc, scale = hidden[:, :1], loc[:, :1], scale[:, :1]
+        targets, target_mask = series_[:, :1, patch:], padding[:, :1, patch:].clone()
+        if last_patch_only:
+            target_mask[..., :-patch] = False
         if not torch.isfinite(hidden).all():  # else torch.distributions fails on NaN with a long dump
             raise TrainingDiverged("training diverged: the model's outputs are no longer finite")
         # The distribution head runs in float32: bf16 log-densities are too coarse for the NLL.
@@ -251,7 +290,12 @@ class TotoTraining:
     @torch.no_grad()
     def _val_many(self, datas: list[UnitData], ends: list[np.ndarray], board: Board | None, step: int) -> float:
         """`val_loss` over the val windows of every series together (one mean over all windows)."""
-        parts = [windows(series(d), e, self.context + self.patch, first=0) for d, e in zip(datas, ends) if len(e)]
+        self._layout(datas)
+        parts = [
+            windows(toto_inputs.series(d, self.patch), e, self.context + self.patch, first=0)
+            for d, e in zip(datas, ends, strict=True)
+            if len(e)
+        ]
         if not parts:
             return float("nan")
         self.model.eval()
