@@ -56,7 +56,7 @@ def parser(model: str) -> argparse.ArgumentParser:
     )
     g.add_argument("--max-runs", type=int, help="cap on the number of configurations")
     g.add_argument("--num-samples", type=int, default=20, help="Optuna trials (mode optuna)")
-    g.add_argument("--config", help="sweep JSON file (training_config, param_ranges, folds, seeds; see README)")
+    g.add_argument("--config", help="sweep JSON file (training_config, param_ranges, folds, seeds, covariates; see docs/sweeping.md)")
     g.add_argument("--configs", help="JSON list of configurations for --mode priority (e.g. optuna_top_k_configs.json)")
     g.add_argument("--metric", default="val_pct_mae", help="validation metric the robust score is built on")
     g.add_argument(
