@@ -26,7 +26,7 @@ import os
 
 import pandas as pd
 
-from analysis import files, verdicts
+from analysis import verdicts
 from analysis.ranking import direction
 from analysis.runs import ResultsError, load_runs, metric_columns
 from trainables import registry, store
@@ -122,7 +122,7 @@ def rank_results(
 
 def export(record: dict, path: str) -> str:
     """Write the best model's hand-off JSON (see the module doc for the two lines that load it)."""
-    files.write_text(path, store.dumps(record))
+    store.write_text(path, store.dumps(record))
     return path
 
 
@@ -169,10 +169,10 @@ def check_args(args: argparse.Namespace) -> str | None:
         args.settings = None if args.no_verdicts else verdicts.settings_from(args)
     except verdicts.VerdictError as exc:
         return str(exc)
-    if not files.is_remote(args.results) and not os.path.isdir(args.results):
+    if not store.is_remote(args.results) and not os.path.isdir(args.results):
         return f"--results {args.results!r} is not a directory"
     parent = os.path.dirname(os.path.abspath(args.export_path)) if args.export_path else None
-    if parent and not files.is_remote(args.export_path) and not os.path.isdir(parent):
+    if parent and not store.is_remote(args.export_path) and not os.path.isdir(parent):
         return f"--export-path: directory {parent!r} does not exist"
     return None
 

@@ -7,8 +7,7 @@ import os
 
 import pandas as pd
 
-from analysis import files
-from trainables import registry
+from trainables import layout, registry, store
 
 
 def _scalars(directory: str, tags: tuple[str, ...]) -> list[tuple[str, int, float]]:
@@ -39,8 +38,8 @@ def learning_curves(runs: pd.DataFrame, config_ids: list[str]) -> pd.DataFrame:
     units = runs[(runs["status"] == "complete") & runs["config_id"].isin(config_ids)]
     rows = []
     for _, u in units.drop_duplicates(["config_id", "fold", "seed"]).iterrows():
-        path = files.join(str(u["trial_path"]), "tensorboard", str(u["unit"]))
-        if files.is_remote(path) or not os.path.isdir(path):
+        path = layout.TrialDir(str(u["trial_path"])).tensorboard(str(u["unit"]))
+        if store.is_remote(path) or not os.path.isdir(path):
             continue
         rows += [(u["config_id"], u["fold"], u["seed"], *s) for s in _scalars(path, curve_tags(str(u["model"])))]
     return pd.DataFrame(rows, columns=cols)
@@ -52,7 +51,7 @@ def forecasts(runs: pd.DataFrame, config_id: str, split: str = "test") -> pd.Dat
     units = units.drop_duplicates(["fold_id", "seed"])
     tables = []
     for _, u in units.iterrows():
-        raw = files.read_bytes(files.join(os.path.dirname(str(u["checkpoint"])), "predictions.parquet"))
+        raw = store.maybe_read_bytes(layout.UnitDir(os.path.dirname(str(u["checkpoint"]))).predictions)
         if raw is None:
             continue
         t = pd.read_parquet(io.BytesIO(raw))

@@ -28,11 +28,10 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from analysis import files
 from analysis.curves import forecasts
 from analysis.ranking import direction, rank_configs
 from analysis.runs import ResultsError, Sweep, read_sweep, sweep_prices, sweep_runs
-from trainables import store
+from trainables import layout, store
 from trainables.metrics import UnknownMetric, evaluate
 
 COMBINERS = {"ensemble_mean": np.mean, "ensemble_median": np.median}
@@ -62,7 +61,7 @@ def loaded_forecasts(sweep: Sweep, runs: pd.DataFrame, config_ids: list[str]) ->
     for _, u in units.drop_duplicates(["config_id", "fold_id", "seed"]).iterrows():
         frame, features = data_of[u["asset"]]
         series = u["asset"] if sweep.spec.get("fit") == "global" else None  # a global model knows its assets
-        model = adapter_cls.load(files.local_copy(str(u["checkpoint"])))
+        model = adapter_cls.load(store.local_copy(str(u["checkpoint"])))
         past, known = covariates.columns(model.config, declared)  # the set this unit's configuration read
         data = UnitData(frame, features, *windows(folds[u["fold"]], frame["timestamp"]), asset=series,
                         past_covariates=past, known_covariates=known)  # fmt: skip
@@ -155,10 +154,10 @@ def run(path: str, top_k: int = 3, metric: str | None = None, stored: bool = Fal
     summ = summary(units, members, test)
     result = {"sweep": sweep.name, "members": members, "source": "stored" if stored else "checkpoints"}
     result.update(verdict(summ, members, test))
-    base = files.join(sweep.path, "ensemble")
-    files.write_text(files.join(base, "ensemble_units.csv"), units.to_csv(index=False))
-    files.write_text(files.join(base, "ensemble_summary.csv"), summ.to_csv(index=False))
-    files.write_text(files.join(base, "ensemble.json"), store.dumps(result))
+    base = layout.SweepDir(sweep.path).ensemble
+    store.write_text(store.join(base, layout.ENSEMBLE_UNITS), units.to_csv(index=False))
+    store.write_text(store.join(base, layout.ENSEMBLE_SUMMARY), summ.to_csv(index=False))
+    store.write_json(store.join(base, layout.ENSEMBLE_JSON), result)
     return {**result, "summary": summ, "units": units, "path": base}
 
 

@@ -21,11 +21,10 @@ import warnings
 
 import pandas as pd
 
-from analysis import files
 from analysis.forecaster import Forecaster, ForecastWarning, ModelSourceError, load_model
 from analysis.prices import MAX_GAP, Calendar, ForecastError, when
 from analysis.runs import ResultsError
-from trainables import quantiles
+from trainables import quantiles, store
 from trainables.data import DataError
 
 # What other code imports from here, besides the command line's own names.
@@ -41,9 +40,9 @@ OUT_EXTENSIONS = (".csv", ".parquet", ".pq")
 def write_table(table: pd.DataFrame, path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext == ".csv":
-        files.write_text(path, table.to_csv(index=False))
+        store.write_text(path, table.to_csv(index=False))
     elif ext in (".parquet", ".pq"):
-        files.write_parquet(path, table)
+        store.write_parquet(path, table)
     else:
         raise ForecastError(f"--out {path!r} must end in .csv or .parquet")
     return path

@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import files, model_dir
+from analysis import model_dir
 from analysis.bar import covariate_set
 from analysis.prices import MAX_GAP, Calendar, FittedOn, ForecastError, check_gaps, read_prices
 from analysis.runs import ResultsError, Sweep, read_sweep
 from trainables import data as prices_io
-from trainables import quantiles, registry
+from trainables import layout, quantiles, registry, store
 from trainables.adapter import Adapter, UnitData, Window
 from trainables.covariates import NONE as NO_COVARIATES
 from trainables.data import PRICE_COLUMNS
@@ -98,7 +98,7 @@ def _record_sweep(record: dict) -> Sweep | None:
     if record.get("trial_path"):
         candidates.append(str(record["trial_path"]).rstrip("/").rsplit("/", 1)[0])
     for path in candidates:
-        if files.exists(files.join(path, "sweep.json")):
+        if layout.SweepDir(path).is_sweep():
             try:
                 return read_sweep(path)
             except ResultsError:
@@ -377,7 +377,7 @@ def load_model(source: str | os.PathLike | dict, device: str = "cpu") -> Forecas
     if isinstance(source, str) and model_dir.is_model_dir(source):
         return _from_dir(source, device)
     if isinstance(source, str):
-        text = files.read_text(source)
+        text = store.maybe_read_text(source)
         if text is None:
             raise ModelSourceError(f"{source!r} is neither a model directory (no model.json) nor a best_model.json")
         try:
@@ -392,7 +392,7 @@ def load_model(source: str | os.PathLike | dict, device: str = "cpu") -> Forecas
         entry = registry.get(record["model"])
     except registry.UnknownModel as exc:
         raise ModelSourceError(str(exc).strip("\"'")) from None
-    adapter = entry.adapter().load(files.local_copy(record["checkpoint"]), device)
+    adapter = entry.adapter().load(store.local_copy(record["checkpoint"]), device)
     path = source if isinstance(source, str) else None
     return Forecaster(adapter, record["model"], _fitted_on_record(record), record=record, path=path)
 
@@ -405,7 +405,7 @@ def _from_dir(path: str, device: str) -> Forecaster:
     if card.kind == "ensemble":
         if not card.members:
             raise ModelSourceError(f"{path!r}: an ensemble model directory without members")
-        members = [(_from_dir(files.join(path, m["dir"]), device), float(m["weight"])) for m in card.members]
+        members = [(_from_dir(store.join(path, m["dir"]), device), float(m["weight"])) for m in card.members]
         total = sum(w for _, w in members)
         if any(w < 0 for _, w in members) or not np.isclose(total, 1.0, atol=1e-6):
             raise ModelSourceError(f"{path!r}: ensemble weights must be ≥ 0 and sum to 1, not {total:g}")
@@ -416,5 +416,5 @@ def _from_dir(path: str, device: str) -> Forecaster:
         entry = registry.get(card.model)
     except registry.UnknownModel as exc:
         raise ModelSourceError(str(exc).strip("\"'")) from None
-    adapter = entry.adapter().load(files.local_copy(files.join(path, model_dir.WEIGHTS)), device)
+    adapter = entry.adapter().load(store.local_copy(store.join(path, model_dir.WEIGHTS)), device)
     return Forecaster(adapter, card.model, _fitted_on_card(card), card=card, path=path)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import files
-from trainables import quantiles
+from trainables import layout, quantiles, store
 
-GARCH_FILE = "sweep_garch.parquet"
+GARCH_FILE = layout.GARCH_PARQUET
 GARCH_VERSION = "1"
 GROUP = ["asset", "fold_id", "split", "horizon"]
 GARCH_COLUMNS = [*GROUP, "origin", "step", "y_true", *quantiles.columns()]
@@ -65,8 +64,8 @@ def garch_forecasts(sweep_path: str, losses: pd.DataFrame) -> tuple[pd.DataFrame
     from analysis.garch import GarchError
     from analysis.runs import read_sweep
 
-    path = files.join(sweep_path, GARCH_FILE)
-    cached = files.read_parquet(path)
+    path = store.join(sweep_path, GARCH_FILE)
+    cached = store.maybe_read_parquet(path)
     have = cached[0] if cached is not None and cached[1].get("version") == GARCH_VERSION else None
     have = have if have is not None else pd.DataFrame(columns=GARCH_COLUMNS)
     done = {_key(*row) for row in have[[*GROUP, "origin"]].drop_duplicates().itertuples(index=False)}
@@ -81,7 +80,7 @@ def garch_forecasts(sweep_path: str, losses: pd.DataFrame) -> tuple[pd.DataFrame
         except Exception as exc:  # the data moved or cannot be read: no GARCH benchmark
             return have, [f"GARCH baseline not computed (the sweep's data is not readable: {str(exc).splitlines()[0]})"]
         if (asset, fold) not in units:
-            notes.append(f"GARCH baseline: fold {fold} of asset {asset or '-'} is not in sweep.json")
+            notes.append(f"GARCH baseline: fold {fold} of asset {asset or '-'} is not in {layout.SWEEP_META}")
             continue
         frame, dates = units[asset, fold]
         try:
@@ -91,7 +90,7 @@ def garch_forecasts(sweep_path: str, losses: pd.DataFrame) -> tuple[pd.DataFrame
     if parts:
         have = pd.concat([have, *parts] if len(have) else parts, ignore_index=True)[GARCH_COLUMNS]
         have = have.drop_duplicates([*GROUP, "origin", "step"], keep="last")
-        files.write_parquet(path, have, {"version": GARCH_VERSION})
+        store.write_parquet(path, have, {"version": GARCH_VERSION})
     return have, notes
 
 

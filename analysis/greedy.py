@@ -33,8 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis import files
-from trainables import quantiles
+from trainables import layout, quantiles, store
 from trainables.metrics import evaluate
 
 DEFAULT_ITERATIONS = 25
@@ -137,11 +136,9 @@ def stored_forecasts(runs: pd.DataFrame, key: tuple[str, str]) -> tuple[pd.DataF
     model, cid = key
     done = runs[(runs["status"] == "complete") & (runs["model"] == model) & (runs["config_id"] == cid)]
     done = done[done["trial_path"].notna()].drop_duplicates(["fold_id", "seed"])
-    paths = [
-        files.join(str(t), "units", str(u), "predictions.parquet") for t, u in zip(done["trial_path"], done["unit"])
-    ]
+    paths = [layout.TrialDir(str(t)).unit(str(u)).predictions for t, u in zip(done["trial_path"], done["unit"])]
     tables, bad = [], []
-    for (_, row), raw, path in zip(done.iterrows(), files.read_many(paths), paths):
+    for (_, row), raw, path in zip(done.iterrows(), store.maybe_read_many(paths), paths):
         try:
             table = pd.read_parquet(io.BytesIO(raw))
         except Exception:  # missing or truncated: its points are not shared

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import bar as bar_mod
-from analysis import files, verdicts
+from analysis import verdicts
 from analysis.greedy import (
     DEFAULT_CANDIDATES,
     DEFAULT_ITERATIONS,
@@ -44,11 +44,11 @@ from analysis.greedy import (
 )
 from analysis.losses import BAND_COLUMNS, LOSS_COLUMNS, unit_bands, unit_losses
 from analysis.runs import ResultsError
-from trainables import store
+from trainables import layout, store
 from trainables.ids import config_id
 
 ENSEMBLE = "ensemble"  # the model name of the ensemble's rows (no registry entry: never a baseline)
-OUT_DIR = "ensemble_greedy"
+OUT_DIR = layout.GREEDY_DIR
 VERDICT_COLUMNS = (*verdicts.ROW_KEYS, "versus_bar")
 
 
@@ -157,11 +157,11 @@ def run(
 
     result = _result(summary, sel, splits, judged, cols)
     result.update(results=str(results), sweeps=sorted(set(runs["sweep"].astype(str))), horizon=h, metric=metric)
-    base = out or files.join(results, OUT_DIR)
+    base = out or store.join(results, OUT_DIR)
     weights = summary.iloc[:-1][["name", "rank", "model", "sweep", "config_id", "kind", "weight", "picks", "val_loss"]]
-    files.write_text(files.join(base, "weights.csv"), weights.to_csv(index=False))
-    files.write_text(files.join(base, "ensemble_summary.csv"), summary.drop(columns="config").to_csv(index=False))
-    files.write_text(files.join(base, "ensemble.json"), store.dumps(result))
+    store.write_text(store.join(base, layout.GREEDY_WEIGHTS), weights.to_csv(index=False))
+    store.write_text(store.join(base, layout.ENSEMBLE_SUMMARY), summary.drop(columns="config").to_csv(index=False))
+    store.write_json(store.join(base, layout.ENSEMBLE_JSON), result)
     g = Greedy(summary, result, judged, base, notes=judged.notes)
     if export:
         g.export = export_dir(export, g, ranked, runs)
@@ -295,7 +295,7 @@ def export_dir(path: str, g: Greedy, ranked: pd.DataFrame, runs: pd.DataFrame) -
     from analysis.best import best_record
     from sweeps.provenance import git_state, versions
 
-    if not files.is_remote(path):
+    if not store.is_remote(path):
         import shutil
 
         shutil.rmtree(os.path.join(path, model_dir.MEMBERS), ignore_errors=True)  # no stale members
@@ -333,8 +333,8 @@ def export_dir(path: str, g: Greedy, ranked: pd.DataFrame, runs: pd.DataFrame) -
             git_sha=sweep.meta.get("git_sha"),
             versions=sweep.meta.get("versions") or {},
         )
-        store.put_dir(files.local_copy(str(record["checkpoint"])), files.join(path, sub, model_dir.WEIGHTS), keep=True)
-        model_dir.write(files.join(path, sub), card)
+        store.put_dir(store.local_copy(str(record["checkpoint"])), store.join(path, sub, model_dir.WEIGHTS), keep=True)
+        model_dir.write(store.join(path, sub), card)
         entry = {"dir": sub, "weight": float(m["weight"]), "model": m["model"], "config_id": m["config_id"]}
         entries.append({**entry, "sweep": m["sweep"]})
     r = g.result
@@ -359,7 +359,7 @@ def export_dir(path: str, g: Greedy, ranked: pd.DataFrame, runs: pd.DataFrame) -
             "results": r["results"],
             "sweeps": r["sweeps"],
             "config_id": r["config_id"],
-            "ensemble_json": files.join(g.path, "ensemble.json"),
+            "ensemble_json": store.join(g.path, layout.ENSEMBLE_JSON),
         },
         members=entries,
         git_sha=git_state()["git_sha"],

@@ -13,7 +13,6 @@ import json
 import math
 from datetime import UTC, datetime
 
-from analysis import files
 from analysis.impact import model_baseline
 from analysis.runs import LOGGED_DIR, config_id, fold_id, read_sweep
 from trainables import registry, store
@@ -65,7 +64,7 @@ def _fold(root: str, sweep: str | None, fold: str) -> tuple[str, str]:
     if sweep is None:
         return f"logged:{fold}", ""
     try:
-        meta = read_sweep(files.join(root, sweep)).meta
+        meta = read_sweep(store.join(root, sweep)).meta
     except ValueError:
         raise LogRunError(f"sweep {sweep!r} not found under {root!r}") from None
     folds = {f["name"]: f for f in meta["folds"]}
@@ -91,7 +90,7 @@ def log_run(
         raise LogRunError(f"model {model!r} is not a known model ({', '.join(registry.MODELS)})")
     params = _check_hyperparams(model, hyperparams)
     values = _check_metrics(metrics)
-    if checkpoint_path is not None and not files.exists(str(checkpoint_path)):
+    if checkpoint_path is not None and not store.exists(str(checkpoint_path)):
         raise LogRunError(f"checkpoint_path {checkpoint_path!r} does not exist")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise LogRunError(f"seed must be an integer, got {seed!r}")
@@ -121,5 +120,5 @@ def log_run(
         "hyperparams": params,
         "metrics": values,
     }
-    files.write_text(files.join(root, LOGGED_DIR, f"{run_id}.json"), store.dumps(record))
+    store.write_text(store.join(root, LOGGED_DIR, f"{run_id}.json"), store.dumps(record))
     return record

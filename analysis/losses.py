@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis import files
-from trainables import quantiles
+from trainables import layout, quantiles, store
 
 LOSS_VALUES = ["loss", "naive_loss", "ql", "rw_ql", "garch_ql"]
 UNIT_KEYS = ["model", "config_id", "asset", "fold_id", "fold_end"]
@@ -26,8 +25,8 @@ LOSS_COLUMNS = [*UNIT_KEYS[:2], "split", *UNIT_KEYS[2:], "origin", "horizon", *L
 QUANTILE_COLUMNS = quantiles.columns() + quantiles.columns(quantiles.RW_PREFIX)
 BAND_COLUMNS = [*UNIT_KEYS, "origin", "step", "y_true", *QUANTILE_COLUMNS]
 LOSSES_VERSION = "3"  # 2: asset, mase_scale; 3: ql, rw_ql, garch_ql and the test bands
-LOSSES_FILE = "sweep_losses.parquet"
-BANDS_FILE = "sweep_bands.parquet"
+LOSSES_FILE = layout.LOSSES_PARQUET
+BANDS_FILE = layout.BANDS_PARQUET
 
 
 @dataclass
@@ -79,11 +78,9 @@ def read_tables(runs: pd.DataFrame) -> Tables:
     import pyarrow.parquet as pq
 
     done = runs[runs["status"] == "complete"].drop_duplicates(["model", "config_id", "fold_id", "seed"])
-    paths = [
-        files.join(str(t), "units", str(u), "predictions.parquet") for t, u in zip(done["trial_path"], done["unit"])
-    ]
+    paths = [layout.TrialDir(str(t)).unit(str(u)).predictions for t, u in zip(done["trial_path"], done["unit"])]
     losses, bands, bad = [], [], []
-    for (_, row), raw, path in zip(done.iterrows(), files.read_many(paths), paths):
+    for (_, row), raw, path in zip(done.iterrows(), store.maybe_read_many(paths), paths):
         try:
             table = pq.read_table(pa.BufferReader(raw)).to_pandas()
         except Exception:  # missing or truncated file: flagged, the rest goes on
@@ -120,10 +117,10 @@ def sweep_tables(sweep_path: str, runs: pd.DataFrame) -> Tables:
     from analysis.garch_losses import GARCH_FILE, with_garch
 
     key = _units_key(runs)
-    paths = files.join(sweep_path, LOSSES_FILE), files.join(sweep_path, BANDS_FILE)
-    cached = [files.read_parquet(p) for p in paths]
+    paths = store.join(sweep_path, LOSSES_FILE), store.join(sweep_path, BANDS_FILE)
+    cached = [store.maybe_read_parquet(p) for p in paths]
     if all(c is not None and c[1].get("units") == key for c in cached):
-        meta, garch = cached[0][1], files.read_parquet(files.join(sweep_path, GARCH_FILE))
+        meta, garch = cached[0][1], store.maybe_read_parquet(store.join(sweep_path, GARCH_FILE))
         return Tables(
             cached[0][0],
             cached[1][0],
@@ -134,8 +131,8 @@ def sweep_tables(sweep_path: str, runs: pd.DataFrame) -> Tables:
     tables = read_tables(runs)
     tables.losses, tables.garch, tables.notes = with_garch(sweep_path, tables.losses)
     meta = {"units": key, "unreadable": json.dumps(tables.unreadable), "notes": json.dumps(tables.notes)}
-    files.write_parquet(paths[0], tables.losses, meta)
-    files.write_parquet(paths[1], tables.bands, {"units": key})
+    store.write_parquet(paths[0], tables.losses, meta)
+    store.write_parquet(paths[1], tables.bands, {"units": key})
     return tables
 
 

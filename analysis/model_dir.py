@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from analysis import files
 from trainables import store
 
 META = "model.json"
@@ -83,13 +82,13 @@ def data_info(frame: pd.DataFrame, source: str, asset: str | None, features: str
 
 def write(path: str, card: ModelCard) -> str:
     """model.json and MODEL_CARD.md into `path` (weights/ and members/ are written by their owners)."""
-    files.write_text(files.join(path, META), store.dumps(asdict(card)))
-    files.write_text(files.join(path, CARD), card_text(card))
+    store.write_text(store.join(path, META), store.dumps(asdict(card)))
+    store.write_text(store.join(path, CARD), card_text(card))
     return path
 
 
 def read(path: str) -> ModelCard:
-    text = files.read_text(files.join(path, META))
+    text = store.maybe_read_text(store.join(path, META))
     if text is None:
         raise ModelDirError(f"{path!r} is not a model directory (no {META}); make one with analysis/refit.py")
     raw = json.loads(text)
@@ -100,7 +99,7 @@ def read(path: str) -> ModelCard:
 
 
 def is_model_dir(path: str) -> bool:
-    return files.exists(files.join(path, META))
+    return store.exists(store.join(path, META))
 
 
 def _p(value) -> str:

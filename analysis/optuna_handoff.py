@@ -11,17 +11,16 @@ import json
 
 import pandas as pd
 
-from analysis import files
 from analysis.runs import Sweep
-from trainables import store
+from trainables import layout, store
 
-DB = "optuna_study.db"
+DB = layout.OPTUNA_DB
 
 
 def study_trials(sweep: Sweep) -> pd.DataFrame | None:
     """Optuna's own record of the study (trials_dataframe), or None without a local study file."""
-    db = files.join(sweep.path, DB)
-    if files.is_remote(db) or not files.exists(db):
+    db = store.join(sweep.path, DB)
+    if store.is_remote(db) or not store.exists(db):
         return None
     import optuna
 
@@ -60,34 +59,28 @@ def top_configs(ranked: pd.DataFrame, metric: str, k: int) -> list[dict]:
 
 def write_handoff(sweep: Sweep, runs: pd.DataFrame, ranked: pd.DataFrame, metric: str, k: int = 5) -> dict[str, str]:
     """Write the optuna_* files next to the study; returns name → path."""
-    out = {
-        "summary": files.join(sweep.path, "optuna_summary.json"),
-        "best_trial": files.join(sweep.path, "optuna_best_trial.json"),
-        "top_k_configs": files.join(sweep.path, "optuna_top_k_configs.json"),
-        "trials_csv": files.join(sweep.path, "optuna_trials.csv"),
-        "trials_json": files.join(sweep.path, "optuna_trials.json"),
-    }
+    out = {key: store.join(sweep.path, name) for key, name in layout.OPTUNA_FILES.items()}
     top = top_configs(ranked, metric, k)
     trials = study_trials(sweep)
     if trials is None:  # no study file (remote storage): our per-trial view instead
         trials = history(runs, ranked).merge(ranked[["config_id", "status", metric, "config"]], on="config_id")
-    files.write_text(out["trials_csv"], trials.to_csv(index=False))
-    files.write_text(out["trials_json"], trials.to_json(orient="records", date_format="iso", indent=1))
-    files.write_text(out["best_trial"], store.dumps(top[0] if top else None))
+    store.write_text(out["trials_csv"], trials.to_csv(index=False))
+    store.write_text(out["trials_json"], trials.to_json(orient="records", date_format="iso", indent=1))
+    store.write_text(out["best_trial"], store.dumps(top[0] if top else None))
     payload = {"metric": metric, "mode": ranked.attrs.get("mode"), "sweep": sweep.name, "configs": top}
-    files.write_text(out["top_k_configs"], store.dumps(payload))
-    db = files.join(sweep.path, DB)
+    store.write_text(out["top_k_configs"], store.dumps(payload))
+    db = store.join(sweep.path, DB)
     summary = {
         "study_name": sweep.name,
-        "storage": f"sqlite:///{db}" if files.exists(db) and not files.is_remote(db) else None,
+        "storage": f"sqlite:///{db}" if store.exists(db) and not store.is_remote(db) else None,
         "trials": int(runs["trial_id"].nunique()),
         "trials_complete": int((ranked["status"] == "ok").sum()),
         "metric": metric,
         "best": top[0] if top else None,
-        "dashboard": f"optuna-dashboard sqlite:///{db}" if files.exists(db) else None,
+        "dashboard": f"optuna-dashboard sqlite:///{db}" if store.exists(db) else None,
         # Add the sweep's data flags and more --folds / --seeds to widen the evaluation.
         "rerun_top_k": f"python sweeps/{sweep.model}.py --mode priority --configs {out['top_k_configs']}"
         f" --name {sweep.name}_topk",
     }
-    files.write_text(out["summary"], store.dumps(summary))
+    store.write_text(out["summary"], store.dumps(summary))
     return out

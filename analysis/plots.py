@@ -11,10 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import files  # noqa: E402
 from analysis.impact import MIN_IMPORTANCE_CONFIGS  # noqa: E402
 from analysis.ranking import config_labels  # noqa: E402
-from trainables import quantiles  # noqa: E402
+from trainables import quantiles, store  # noqa: E402
 
 BLUE, RED, GREEN, GREY = "#4c72b0", "#c44e52", "#55a868", "#8c8c8c"
 
@@ -26,7 +25,7 @@ def _save(fig, path: str) -> str:
     # zlib level 1: ~7% larger files, a fifth less time per plot than the default 6.
     fig.savefig(buf, format="png", dpi=110, pil_kwargs={"compress_level": 1})
     plt.close(fig)
-    files.write_bytes(path, buf.getvalue())
+    store.write_bytes(path, buf.getvalue())
     return path
 
 

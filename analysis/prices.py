@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import files
 from trainables import data as prices_io
+from trainables import store
 from trainables.data import PRICE_COLUMNS, Columns, DataError
 
 MAX_GAP = 2  # consecutive calendar steps that may lack a row (holidays) in the rows the model reads
@@ -67,7 +67,7 @@ class FittedOn:
         try:
             if self.embedded or self.data is None:
                 return set(prices_io._embedded(self.embedded or self.asset or "SPX", "embedded")[1].fallbacks)
-            if not files.is_remote(self.data) and os.path.isfile(self.data):
+            if not store.is_remote(self.data) and os.path.isfile(self.data):
                 return set(prices_io._read(self.data, self.column_names)[1].fallbacks)
         except DataError:
             pass

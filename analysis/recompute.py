@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from analysis import files
 from analysis.runs import Sweep, read_sweep
-from trainables import store
+from trainables import layout, store
 from trainables.metrics import METRICS_VERSION
 from trainables.unit import table_metrics
 
@@ -53,10 +52,10 @@ def _scales(sweep: Sweep) -> dict[tuple[str | None, str], float]:
 
 def _unit_dirs(sweep: Sweep) -> list[str]:
     out = []
-    for trial in files.subdirs(sweep.path):
-        if trial.startswith("trial_"):
-            units = files.join(sweep.path, trial, "units")
-            out += [files.join(units, key) for key in files.subdirs(units)]
+    sd = layout.SweepDir(sweep.path)
+    for name in sd.trial_names():
+        trial = sd.trial(name)
+        out += [trial.unit(key).path for key in trial.unit_keys()]
     return out
 
 
@@ -67,8 +66,8 @@ def recompute_sweep(path: str) -> Recomputed:
 
     sweep = read_sweep(path)
     dirs = _unit_dirs(sweep)
-    records = files.read_many([files.join(d, "record.json") for d in dirs])
-    tables = files.read_many([files.join(d, "predictions.parquet") for d in dirs])
+    records = store.maybe_read_many([layout.UnitDir(d).record for d in dirs])
+    tables = store.maybe_read_many([layout.UnitDir(d).predictions for d in dirs])
     out, scales = Recomputed(), None
     for unit, raw, table in zip(dirs, records, tables):
         if raw is None:
@@ -95,7 +94,7 @@ def recompute_sweep(path: str) -> Recomputed:
         record["metrics"] = table_metrics(predictions, _finite(scale))
         record["metrics_version"] = METRICS_VERSION
         record["metrics_recomputed"] = datetime.now(UTC).isoformat()
-        files.write_text(files.join(unit, "record.json"), store.dumps(record))
+        layout.UnitDir(unit).write_record(record)
         out.rewritten += 1
     return out
 

@@ -41,11 +41,11 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import files, model_dir
+from analysis import model_dir
 from analysis.model_dir import ModelCard, ModelDirError
 from analysis.runs import ResultsError, read_sweep
 from analysis.stopping import ZERO_SHOT_RULE, RefitError, stopping, sweep_records, unit_records
-from trainables import registry, store
+from trainables import layout, registry, store
 from trainables.covariates import KEY as COVARIATES
 from trainables.covariates import NONE as NO_COVARIATES
 from trainables.data import Columns, DataError, read_prices
@@ -78,7 +78,7 @@ class Job:
 
 
 def _read_json(path: str) -> Any:
-    text = files.read_text(path)
+    text = store.maybe_read_text(path)
     if text is None:
         raise RefitError(f"{path!r} does not exist")
     try:
@@ -176,7 +176,7 @@ def _unit_seed(checkpoint: str | None) -> int:
     """The seed in the record.json of the unit whose model `checkpoint` is (0 when unknown)."""
     if not checkpoint:
         return 0
-    text = files.read_text(files.join(str(checkpoint).rstrip("/").rsplit("/", 1)[0], "record.json"))
+    text = store.maybe_read_text(layout.UnitDir(str(checkpoint).rstrip("/").rsplit("/", 1)[0]).record)
     return int(json.loads(text).get("seed", 0)) if text else 0
 
 
@@ -285,7 +285,7 @@ def fit_single(job: Job, dest: str, device: str, echo: Echo | None) -> ModelCard
     # Every row trains; an empty val window: nothing to early-stop or choose a checkpoint on.
     data = UnitData(frame, job.feature_names, Window(0, n), Window(n, n), Window(n, n), target="close")
     info = adapter.fit(data, None)
-    adapter.save(files.join(dest, model_dir.WEIGHTS))
+    adapter.save(store.join(dest, model_dir.WEIGHTS))
     git = provenance.git_state()
     card = ModelCard(
         kind="single",
@@ -313,12 +313,12 @@ def _inputs(exported: str | dict) -> tuple[str, Any, str | None]:
     if isinstance(exported, dict):
         return "record", exported, None
     path = str(exported)
-    if files.is_dir(path) and model_dir.is_model_dir(path):
+    if store.is_dir(path) and model_dir.is_model_dir(path):
         try:
             return "dir", model_dir.read(path), path
         except (ModelDirError, TypeError, KeyError, json.JSONDecodeError) as exc:
             raise RefitError(f"{path!r}: unreadable model directory ({exc})".splitlines()[0]) from None
-    if files.is_dir(path):
+    if store.is_dir(path):
         raise RefitError(f"{path!r} is a directory without {model_dir.META}: not a model directory")
     return "record", _read_json(path), path
 
@@ -330,7 +330,7 @@ def _default_out(jobs: list[Job], kind: str) -> str:
 
 
 def _check_out(out: str, overwrite: bool) -> None:
-    if files.is_remote(out):
+    if store.is_remote(out):
         return
     if os.path.isfile(out):
         raise RefitError(f"--out {out!r} is a file")
@@ -360,7 +360,7 @@ def refit(
             raise RefitError(f"{path!r}: an ensemble model directory without members")
         jobs, ensemble = [], obj
         for i, m in enumerate(obj.members):
-            sub = files.join(path, m["dir"])
+            sub = store.join(path, m["dir"])
             if not model_dir.is_model_dir(sub):
                 raise RefitError(f"{path!r}: member {i} ({m['dir']}) is not a model directory")
             try:
@@ -370,7 +370,7 @@ def refit(
             jobs.append(job_from_card(member, sub))
     else:
         raise RefitError(f"{path!r}: unknown model directory kind {obj.kind!r}")
-    if data is not None and not files.is_remote(data) and not os.path.isfile(data):
+    if data is not None and not store.is_remote(data) and not os.path.isfile(data):
         raise RefitError(f"--data file {data!r} does not exist")
     for job in jobs:  # everything checked before the first fit
         load_frame(job, data)
@@ -396,7 +396,7 @@ def _fit_ensemble(card: ModelCard, path: str, jobs: list[Job], dest: str, device
     for i, (m, job) in enumerate(zip(card.members, jobs)):
         if echo is not None:
             echo(f"member {i} (weight {float(m['weight']):.3f}):")
-        cards.append(fit_single(job, files.join(dest, model_dir.MEMBERS, str(i)), device, echo))
+        cards.append(fit_single(job, store.join(dest, model_dir.MEMBERS, str(i)), device, echo))
         members.append({**m, "dir": f"{model_dir.MEMBERS}/{i}"})
     git = provenance.git_state()
     model_dir.write(

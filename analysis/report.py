@@ -27,13 +27,13 @@ import argparse
 from collections import Counter
 from dataclasses import dataclass, field
 
-from analysis import files, markdown, optuna_handoff, universe, verdicts
+from analysis import markdown, optuna_handoff, universe, verdicts
 from analysis.best import best_record
 from analysis.drawing import Drawer
 from analysis.ranking import config_labels, direction, fold_matrix
 from analysis.runs import ResultsError, Sweep, find_sweeps, read_sweep, sweep_runs
 from analysis.tables import SweepTables, asset_tables, fold_tables, sweep_tables
-from trainables import store
+from trainables import layout, store
 
 
 @dataclass
@@ -108,18 +108,18 @@ def summarise(sweep: Sweep, t: SweepTables, best: dict | None) -> dict:
 
 def _write_csv(out: dict, base: str, name: str, frame) -> None:
     if frame is not None:
-        out[name] = files.join(base, name)
-        files.write_text(out[name], frame.to_csv(index=False))
+        out[name] = store.join(base, name)
+        store.write_text(out[name], frame.to_csv(index=False))
 
 
-def write_tables(base: str, t: SweepTables, runs_name: str = "sweep_runs.csv") -> dict[str, str]:
+def write_tables(base: str, t: SweepTables, runs_name: str = layout.RUNS_CSV) -> dict[str, str]:
     """The CSV tables of `t` into directory `base`; returns name → path."""
     out: dict[str, str] = {}
     _write_csv(out, base, runs_name, t.runs)
-    _write_csv(out, base, "config_ranking.csv", t.ranked)
-    _write_csv(out, base, "param_impact_detail.csv", t.impact_detail)
-    _write_csv(out, base, "param_impact_summary.csv", t.impact_summary)
-    _write_csv(out, base, "param_importances.csv", t.importances)
+    _write_csv(out, base, layout.RANKING, t.ranked)
+    _write_csv(out, base, layout.IMPACT_DETAIL, t.impact_detail)
+    _write_csv(out, base, layout.IMPACT_SUMMARY, t.impact_summary)
+    _write_csv(out, base, layout.IMPORTANCES, t.importances)
     return out
 
 
@@ -127,56 +127,56 @@ def _plots(base: str, t: SweepTables, sweep: Sweep, full: bool, drawer: Drawer) 
     """Submit the plots of `t` (under `base/plots`) to `drawer`; returns title → path relative to `base`."""
     from analysis import curves, plots
 
-    out = {"Ranking": "plots/ranking.png"}
-    drawer.submit(plots.ranking_plot, t.ranked, t.metric, files.join(base, out["Ranking"]))
+    out = {"Ranking": layout.plot_file("Ranking")}
+    drawer.submit(plots.ranking_plot, t.ranked, t.metric, store.join(base, out["Ranking"]))
     if t.impact_summary is not None:
-        out["Parameter impact"] = "plots/param_impact.png"
-        drawer.submit(plots.impact_plot, t.impact_summary, t.metric, files.join(base, out["Parameter impact"]))
+        out["Parameter impact"] = layout.plot_file("Parameter impact")
+        drawer.submit(plots.impact_plot, t.impact_summary, t.metric, store.join(base, out["Parameter impact"]))
     if t.importances is not None:
-        out["Parameter importance"] = "plots/param_importance.png"
-        drawer.submit(plots.importance_plot, t.importances, files.join(base, out["Parameter importance"]))
+        out["Parameter importance"] = layout.plot_file("Parameter importance")
+        drawer.submit(plots.importance_plot, t.importances, store.join(base, out["Parameter importance"]))
     if not full:
         return out
     ok = t.ranked[t.ranked["status"] == "ok"]
     top = ok.head(12)
     labels = dict(zip(top["config_id"], config_labels(t.ranked, top.index)))
-    out["Metric by fold"] = "plots/metric_by_fold.png"
+    out["Metric by fold"] = layout.plot_file("Metric by fold")
     matrix = fold_matrix(t.runs, t.metric, list(top["config_id"]))
     names = [labels[c] for c in matrix.index]
-    drawer.submit(plots.heatmap_plot, matrix, names, t.metric, t.mode, files.join(base, out["Metric by fold"]))
+    drawer.submit(plots.heatmap_plot, matrix, names, t.metric, t.mode, store.join(base, out["Metric by fold"]))
     if universe.is_universe(t.runs):  # configuration × asset, relative to naive (scale-free across assets)
-        out["rel_mae by asset"] = "plots/rel_mae_by_asset.png"
+        out["rel_mae by asset"] = layout.plot_file("rel_mae by asset")
         matrix = universe.asset_matrix(t.runs, "val_rel_mae", list(top["config_id"]))
         names = [labels[c] for c in matrix.index]
-        path = files.join(base, out["rel_mae by asset"])
+        path = store.join(base, out["rel_mae by asset"])
         drawer.submit(plots.heatmap_plot, matrix, names, "val_rel_mae", "min", path, "asset")
     top3 = dict(list(labels.items())[:3])
-    out["Learning curves"] = "plots/learning_curves.png"
+    out["Learning curves"] = layout.plot_file("Learning curves")
     best_id = None if ok.empty else ok.iloc[0]["config_id"]
     if best_id is not None:
-        out["Forecast vs actual (test)"] = "plots/forecast_best.png"
-    out["Drift"] = "plots/drift.png"
-    drawer.submit(plots.drift_plot, t.drift if t.drift is not None else t.runs.iloc[:0], files.join(base, out["Drift"]))
+        out["Forecast vs actual (test)"] = layout.plot_file("Forecast vs actual (test)")
+    out["Drift"] = layout.plot_file("Drift")
+    drawer.submit(plots.drift_plot, t.drift if t.drift is not None else t.runs.iloc[:0], store.join(base, out["Drift"]))
     if sweep.mode == "optuna":
-        out["Optuna history"] = "plots/optuna_history.png"
+        out["Optuna history"] = layout.plot_file("Optuna history")
         history = optuna_handoff.history(t.runs, t.ranked)
-        drawer.submit(plots.history_plot, history, "robust_score", "min", files.join(base, out["Optuna history"]))
+        drawer.submit(plots.history_plot, history, "robust_score", "min", store.join(base, out["Optuna history"]))
     # Last: reading curves and predictions here overlaps the workers drawing the plots above.
     curves_table = curves.learning_curves(t.runs, list(top3))
-    drawer.submit(plots.curves_plot, curves_table, top3, files.join(base, out["Learning curves"]))
+    drawer.submit(plots.curves_plot, curves_table, top3, store.join(base, out["Learning curves"]))
     if best_id is not None:
         table, label = curves.forecasts(t.runs, best_id), labels[best_id]
         if table["asset"].nunique() > 1:  # prices of different assets do not share an axis: the first asset's
             first = universe.assets_of(t.runs)[0]
             table, label = table[table["asset"] == first], f"{label} — {first}"
-        drawer.submit(plots.forecast_plot, table, label, files.join(base, out["Forecast vs actual (test)"]))
+        drawer.submit(plots.forecast_plot, table, label, store.join(base, out["Forecast vs actual (test)"]))
         if t.distribution is not None:
-            out["Calibration (test)"] = "plots/calibration.png"
+            out["Calibration (test)"] = layout.plot_file("Calibration (test)")
             bands, garch = t.distribution.bands, t.distribution.garch
             best = bands[bands["config_id"] == best_id]
             h = t.verdicts.horizon if t.verdicts is not None else None
             test = garch[(garch["split"] == "test") & (garch["horizon"] == h)] if len(garch) else garch
-            path = files.join(base, out["Calibration (test)"])
+            path = store.join(base, out["Calibration (test)"])
             drawer.submit(plots.calibration_plot, best, test, labels[best_id], path)
     return out
 
@@ -216,37 +216,40 @@ def _generate(
     if missing:
         t.notes.append(f"no unit records {metric}: try --recompute-metrics, or another --metric")
     best = best_record(t.ranked, runs) if not t.ranked.empty else None
+    sd = layout.SweepDir(sweep.path)
     art = write_tables(sweep.path, t)
-    art["sweep_runs.parquet"] = files.join(sweep.path, "sweep_runs.parquet")
-    art["sweep_runs.json"] = files.join(sweep.path, "sweep_runs.json")
-    files.write_text(art["sweep_runs.json"], runs.to_json(orient="records", indent=1))
-    _write_csv(art, sweep.path, "all_models_ranked.csv", t.units)
+    art[layout.RUNS_PARQUET] = sd.runs_parquet
+    art[layout.RUNS_JSON] = sd.runs_json
+    store.write_text(sd.runs_json, runs.to_json(orient="records", indent=1))
+    _write_csv(art, sweep.path, layout.ALL_RANKED, t.units)
     if t.drift is not None:
-        _write_csv(art, sweep.path, "drift_ks_psi_by_fold.csv", t.drift)
-        art["drift_summary"] = files.join(sweep.path, "drift_ks_psi_overall_summary.json")
-        files.write_text(art["drift_summary"], store.dumps(t.drift_summary))
+        _write_csv(art, sweep.path, layout.DRIFT_BY_FOLD, t.drift)
+        art["drift_summary"] = sd.file(layout.DRIFT_SUMMARY)
+        store.write_json(art["drift_summary"], t.drift_summary)
     for fold, ft in fold_tables(sweep, runs, metric, mode).items():
-        base = files.join(sweep.path, "folds", fold)
-        art.update({f"folds/{fold}/{k}": v for k, v in write_tables(base, ft).items()})
+        base = sd.fold(fold)
+        art.update({f"{layout.FOLDS}/{fold}/{k}": v for k, v in write_tables(base, ft).items()})
         if drawer is not None:
             _plots(base, ft, sweep, False, drawer)
     for asset, at in asset_tables(sweep, runs, metric, mode).items():
-        base = files.join(sweep.path, "assets", asset)
-        art.update({f"assets/{asset}/{k}": v for k, v in write_tables(base, at, runs_name="asset_runs.csv").items()})
+        base = sd.asset(asset)
+        art.update(
+            {
+                f"{layout.ASSETS}/{asset}/{k}": v
+                for k, v in write_tables(base, at, runs_name=layout.ASSET_RUNS_CSV).items()
+            }
+        )
     if sweep.mode == "optuna" and not runs.empty:
         art.update(
             {f"optuna_{k}": v for k, v in optuna_handoff.write_handoff(sweep, runs, t.ranked, metric, top_k).items()}
         )
     summary = summarise(sweep, t, best)
-    art["summary.json"] = files.join(sweep.path, "summary.json")
-    files.write_text(art["summary.json"], store.dumps(summary))
+    art[layout.SUMMARY] = sd.write_summary(summary)
     if best is not None:
-        art["best_model.json"] = files.join(sweep.path, "best_model.json")
-        files.write_text(art["best_model.json"], store.dumps(best))
+        art[layout.BEST_MODEL] = sd.write_best_model(best)
     plot_paths = _plots(sweep.path, t, sweep, True, drawer) if drawer is not None and not runs.empty else {}
-    art.update({f"plot:{k}": files.join(sweep.path, v) for k, v in plot_paths.items()})
-    art["report.md"] = files.join(sweep.path, "report.md")
-    files.write_text(art["report.md"], markdown.sweep_report(sweep.name, sweep.meta, t, best, summary, plot_paths))
+    art.update({f"plot:{k}": store.join(sweep.path, v) for k, v in plot_paths.items()})
+    art[layout.REPORT] = sd.write_report(markdown.sweep_report(sweep.name, sweep.meta, t, best, summary, plot_paths))
     return Report(sweep, t, best, summary, art)
 
 
@@ -270,11 +273,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.metric.startswith("val_"):
                 raise ResultsError(f"--metric {args.metric!r} must be a validation metric (val_…)")
             direction(args.metric)
-        if not files.is_dir(args.path):
+        if not store.is_dir(args.path):
             raise ResultsError(f"{args.path!r} is not a directory")
         paths = find_sweeps(args.path)
         if not paths:
-            raise ResultsError(f"no sweep under {args.path!r} (a sweep directory holds sweep.json)")
+            raise ResultsError(f"no sweep under {args.path!r} (a sweep directory holds {layout.SWEEP_META})")
     except KeyError:
         print(f"error: --metric {args.metric!r} is not a known metric", file=sys.stderr)
         return 2

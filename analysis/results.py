@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis import bar, files, impact, logged, markdown, verdicts
+from analysis import bar, impact, logged, markdown, verdicts
 from analysis.best import best_record, export
 from analysis.runs import ResultsError, find_sweeps, load_runs, read_sweep
 from analysis.tables import DELTA_MODES
+from trainables import store
 
 DEFAULT_COMPARE = ("test_{m}", "test_rel_mae", "test_mase", "test_sharpe", "test_max_drawdown")
 
@@ -31,7 +32,7 @@ class Results:
 
     def __init__(self, path: str = "results", refresh: bool = False, sweeps: list[str] | None = None) -> None:
         self.path = str(path)
-        if not files.is_dir(self.path):
+        if not store.is_dir(self.path):
             raise ResultsError(f"results path {self.path!r} does not exist")
         self.sweeps = sweeps
         self._refresh = refresh
@@ -117,7 +118,7 @@ class Results:
         ranked = self.rank(metric, models, mode, horizon)
         wanted = [metric, *(metrics or [m.format(m=metric.removeprefix("val_")) for m in DEFAULT_COMPARE])]
         cols = list(dict.fromkeys(c for m in wanted for c in (m, f"{m}_std") if c in ranked))
-        judged = [c for c in (*verdicts.ROW_KEYS[:5], *verdicts.ROW_KEYS[-3:]) if c in ranked]
+        judged = [c for c in (*verdicts.ROW_KEYS[:5], *verdicts.COMPARED) if c in ranked]
         keep = ["rank", "model", "config_id", "sweeps", "status", "robust_score", *cols, *judged, "units_compared"]
         # Each model's best, and every baseline (drift, AutoETS, … are methods of their own).
         marked = bar.marks(ranked["model"])
@@ -159,7 +160,7 @@ class Results:
             notes += ["", "```", verdict_text(compare.attrs["verdicts"]), "```"]
         text = markdown.comparison_report(compare, metric, notes)
         if path is not None:
-            files.write_text(path, text)
+            store.write_text(path, text)
         return text
 
     def log_run(

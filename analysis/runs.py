@@ -21,11 +21,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from analysis import files
+from trainables import layout, store
 from trainables.ids import config_id, unit_key
 
-RUNS_FILE = "sweep_runs.parquet"
-LOGGED_DIR = "_logged"
+RUNS_FILE = layout.RUNS_PARQUET
+LOGGED_DIR = layout.LOGGED_DIR
 # 2: unreadable records as rows, mase_scale, metrics_version; 3: shared_from, checkpoint_chosen_on; 4: asset
 TIDY_VERSION = "4"
 ID_COLUMNS = [
@@ -127,22 +127,22 @@ def sweep_prices(sweep: Sweep) -> dict[str | None, pd.DataFrame]:
 
 def read_sweep(path: str) -> Sweep:
     """The sweep stored at `path`; ResultsError if it has no readable sweep.json."""
-    text = files.read_text(files.join(path, "sweep.json"))
+    text = store.maybe_read_text(layout.SweepDir(path).sweep_json)
     if text is None:
-        raise ResultsError(f"{path!r} is not a sweep directory (no sweep.json)")
+        raise ResultsError(f"{path!r} is not a sweep directory (no {layout.SWEEP_META})")
     try:
         meta = json.loads(text)
         meta["spec"]["model"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise ResultsError(f"{path}/sweep.json is not a sweep record") from None
-    return Sweep(str(path).rstrip("/") if files.is_remote(path) else str(path), meta)
+        raise ResultsError(f"{path}/{layout.SWEEP_META} is not a sweep record") from None
+    return Sweep(str(path).rstrip("/") if store.is_remote(path) else str(path), meta)
 
 
 def find_sweeps(root: str) -> list[str]:
     """Sweep directories at `root`: root itself if it is one, else its sub-directories that are."""
-    if files.exists(files.join(root, "sweep.json")):
+    if layout.SweepDir(root).is_sweep():
         return [str(root)]
-    return [files.join(root, d) for d in files.subdirs(root) if files.exists(files.join(root, d, "sweep.json"))]
+    return [store.join(root, d) for d in store.subdirs(root) if layout.SweepDir(store.join(root, d)).is_sweep()]
 
 
 def _last_line(raw: bytes | None) -> str:
@@ -153,19 +153,17 @@ def _last_line(raw: bytes | None) -> str:
 
 def _trials(sweep: Sweep, listing: dict[str, tuple[bool, float]]) -> pd.DataFrame:
     """One row per trial directory: id, path, configuration and error."""
-    names = sorted(n for n, (d, _) in listing.items() if d and n.startswith("trial_"))
-    paths = [files.join(sweep.path, n) for n in names]
-    params = files.read_many([files.join(p, "params.json") for p in paths])
-    errors = files.read_many([files.join(p, "error.txt") for p in paths])
+    names = sorted(n for n, (d, _) in listing.items() if d and layout.is_trial(n))
+    paths = [store.join(sweep.path, n) for n in names]
+    params = store.maybe_read_many([layout.TrialDir(p).params for p in paths])
+    errors = store.maybe_read_many([layout.TrialDir(p).error for p in paths])
     rows = []
     for name, path, raw, err in zip(names, paths, params, errors):
         if raw is None:  # a trial Tune had not started yet
             continue
         config = json.loads(raw)
         text = json.dumps(config, sort_keys=True, default=str)
-        rows.append(
-            {"trial_id": name.removeprefix("trial_"), "trial_path": path, "config": text, "error": _last_line(err)}
-        )
+        rows.append({"trial_id": layout.trial_id(name), "trial_path": path, "config": text, "error": _last_line(err)})
     return pd.DataFrame(rows, columns=["trial_id", "trial_path", "config", "error"])
 
 
@@ -173,19 +171,19 @@ def _records(trials: pd.DataFrame) -> tuple[list[tuple[str, dict]], list[dict]]:
     """(trial_id, record) of every complete unit of these trials, and a row per unreadable record."""
     paths, owners = [], []
     for trial_id, trial_path in zip(trials["trial_id"], trials["trial_path"]):
-        units = files.join(trial_path, "units")
-        for key in files.subdirs(units):
-            paths.append(files.join(units, key, "record.json"))
+        trial = layout.TrialDir(trial_path)
+        for key in trial.unit_keys():
+            paths.append(trial.unit(key).record)
             owners.append((trial_id, key))
     done, bad = [], []
-    for (trial_id, key), raw in zip(owners, files.read_many(paths)):
+    for (trial_id, key), raw in zip(owners, store.maybe_read_many(paths)):
         if raw is None:
             continue
         try:
             record = json.loads(raw)
             record["fold"], record["seed"], record["unit"]  # noqa: B018 (the fields a row needs)
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-            reason = f"record.json unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            reason = f"{layout.RECORD} unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
             bad.append({"trial_id": trial_id, "unit": key, "status": "unreadable", "unit_error": reason})
             continue
         done.append((trial_id, record))
@@ -220,7 +218,7 @@ def _unit_rows(sweep: Sweep, trials: pd.DataFrame) -> pd.DataFrame:
             "status": "complete",
             "train_seconds": [float(r.get("train_seconds", np.nan)) for _, r in done],
             # A global fit's model is stored once, in its first asset's unit ("model_in").
-            "checkpoint": [files.join(path_of[t], "units", r.get("model_in") or r["unit"], "model") for t, r in done],
+            "checkpoint": [layout.TrialDir(path_of[t]).unit(r.get("model_in") or r["unit"]).model for t, r in done],
             # A seed-free unit's run, recorded for another seed too (the same forecasts).
             "shared_from": [r.get("shared_from") for _, r in done],
             # The split that chose the unit's weights / epoch: val, train-tail or none (zero-shot).
@@ -279,7 +277,7 @@ def _empty() -> pd.DataFrame:
 
 def build_runs(sweep: Sweep, listing: dict[str, tuple[bool, float]] | None = None) -> pd.DataFrame:
     """The tidy table of one sweep, read from its files."""
-    trials = _trials(sweep, files.entries(sweep.path) if listing is None else listing)
+    trials = _trials(sweep, store.entries(sweep.path) if listing is None else listing)
     if trials.empty:
         return _empty()
     units = _unit_rows(sweep, trials)
@@ -320,37 +318,39 @@ def horizons(table: pd.DataFrame, model: str) -> pd.Series:
 def _cache_fresh(meta: dict[str, str], listing: dict[str, tuple[bool, float]], cache_mtime: float) -> bool:
     if meta.get("tidy_version") != TIDY_VERSION:
         return False
-    trials = sorted(n.removeprefix("trial_") for n, (d, _) in listing.items() if d and n.startswith("trial_"))
+    trials = sorted(layout.trial_id(n) for n, (d, _) in listing.items() if d and layout.is_trial(n))
     if json.loads(meta.get("trial_dirs", "[]")) != trials:
         return False
-    state = [m for n, (d, m) in listing.items() if not d and (n.startswith("experiment_state") or n == "sweep.json")]
+    state = [
+        m for n, (d, m) in listing.items() if not d and (n.startswith(layout.STATE_PREFIX) or n == layout.SWEEP_META)
+    ]
     return cache_mtime >= max(state, default=0.0)
 
 
 def sweep_runs(path: str, refresh: bool = False, write_cache: bool = True) -> pd.DataFrame:
     """The tidy table of the sweep at `path`, from its cache when fresh, else read and cached."""
     sweep = read_sweep(path)
-    listing = files.entries(sweep.path)
-    cache = files.join(sweep.path, RUNS_FILE)
+    listing = store.entries(sweep.path)
+    cache = store.join(sweep.path, RUNS_FILE)
     if not refresh and RUNS_FILE in listing:
-        cached = files.read_parquet(cache)
+        cached = store.maybe_read_parquet(cache)
         if cached is not None and _cache_fresh(cached[1], listing, listing[RUNS_FILE][1]):
             return cached[0]
     runs = build_runs(sweep, listing)
     if write_cache:
         trials = sorted(set(runs["trial_id"].astype(str))) if not runs.empty else []
-        all_dirs = sorted(n.removeprefix("trial_") for n, (d, _) in listing.items() if d and n.startswith("trial_"))
+        all_dirs = sorted(layout.trial_id(n) for n, (d, _) in listing.items() if d and layout.is_trial(n))
         # Record the listing only if every trial directory made it into the table (else: never fresh).
         dirs = all_dirs if trials == all_dirs else ["?"]
-        files.write_parquet(cache, runs, {"tidy_version": TIDY_VERSION, "trial_dirs": json.dumps(dirs)})
+        store.write_parquet(cache, runs, {"tidy_version": TIDY_VERSION, "trial_dirs": json.dumps(dirs)})
     return runs
 
 
 def logged_runs(root: str) -> pd.DataFrame:
     """Runs recorded with `Results.log_run` under `<root>/_logged/` (see analysis.logged)."""
-    folder = files.join(root, LOGGED_DIR)
-    names = sorted(n for n, (d, _) in files.entries(folder).items() if not d and n.endswith(".json"))
-    rows = [json.loads(raw) for raw in files.read_many([files.join(folder, n) for n in names]) if raw is not None]
+    folder = store.join(root, LOGGED_DIR)
+    names = sorted(n for n, (d, _) in store.entries(folder).items() if not d and n.endswith(".json"))
+    rows = [json.loads(raw) for raw in store.maybe_read_many([store.join(folder, n) for n in names]) if raw is not None]
     if not rows:
         return _empty()
     out = pd.DataFrame([{k: v for k, v in r.items() if k not in ("metrics", "hyperparams")} for r in rows])
@@ -364,7 +364,7 @@ def logged_runs(root: str) -> pd.DataFrame:
 
 def load_runs(root: str, refresh: bool = False, model: str | None = None) -> pd.DataFrame:
     """Tidy table of every sweep under `root` (or the sweep at `root`) plus its logged runs."""
-    if not files.is_dir(root):
+    if not store.is_dir(root):
         raise ResultsError(f"results path {root!r} does not exist")
     paths = find_sweeps(root)
     tables = []
@@ -377,7 +377,7 @@ def load_runs(root: str, refresh: bool = False, model: str | None = None) -> pd.
         tables.append(logged if model is None else logged[logged["model"] == model])
     tables = [t for t in tables if not t.empty]
     if not paths and not tables:
-        raise ResultsError(f"no sweeps found under {root!r} (a sweep directory holds sweep.json)")
+        raise ResultsError(f"no sweeps found under {root!r} (a sweep directory holds {layout.SWEEP_META})")
     if not tables:
         return _empty()
     runs = pd.concat(tables, ignore_index=True, sort=False) if len(tables) > 1 else tables[0]

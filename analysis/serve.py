@@ -103,11 +103,12 @@ class ForecastDeployment:
 
 def check_model(model: str) -> None:
     """ModelSourceError now, on the driver, for a path that is no model (before any replica starts)."""
-    from analysis import files, model_dir
+    from analysis import model_dir
+    from trainables import store
 
     if model_dir.is_model_dir(model):
         return
-    text = files.read_text(model)
+    text = store.maybe_read_text(model)
     try:
         record = json.loads(text) if text is not None else None
     except json.JSONDecodeError:

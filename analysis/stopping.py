@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis import files
-from trainables import registry
+from trainables import layout, registry, store
 
 
 class RefitError(ValueError):
@@ -90,7 +89,7 @@ def unit_records(checkpoints: list[str]) -> list[dict]:
     """record.json of each distinct fit behind these unit models: a global fit's one model once, a
     seed-free unit recorded for several seeds once (the copies carry `shared_from`)."""
     units = list(dict.fromkeys(str(c).rstrip("/").rsplit("/", 1)[0] for c in checkpoints))
-    raws = files.read_many([files.join(u, "record.json") for u in units])  # in parallel on object storage
+    raws = store.maybe_read_many([layout.UnitDir(u).record for u in units])  # in parallel on object storage
     records = [json.loads(raw) for raw in raws if raw is not None]
     return [r for r in records if not r.get("shared_from")]
 
@@ -111,7 +110,7 @@ def stopping(model: str, config: dict[str, Any], records: Callable[[], list[dict
         return {}, {"rule": ZERO_SHOT_RULE, "why": why, "configured": configured, "override": {}}
     units = records()
     if not units:
-        raise RefitError(f"no unit record.json found for this {model} configuration: cannot tell how long to train")
+        raise RefitError(f"no unit {layout.RECORD} found for this {model} configuration: cannot tell how long to train")
     per_unit: dict[str, list[float]] = {}
     fallback = []
     for s in stages:

@@ -128,6 +128,8 @@ ROW_KEYS = (
     "beats_no_covariates",
     "test_dm_p_covariates",
 )
+# What a cross-model comparison shows of each row besides the first five of ROW_KEYS.
+COMPARED = ("baseline", "beats_best_baseline", "test_dm_p_baseline", "beats_no_covariates", "test_dm_p_covariates")
 MCS_R_LIMIT = 100  # above this many configurations the MCS uses the max statistic (R is O(k²) per draw)
 
 

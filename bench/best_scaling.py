@@ -30,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(ROOT)
 
+from trainables import layout  # noqa: E402
 from trainables.ids import unit_key  # noqa: E402
 
 FOLDS = 5
@@ -76,18 +77,18 @@ def _write(path: str, text: str) -> None:
 def build_store(root: str, trials: int, seed: int = 0) -> str:
     """A results root holding one synthetic sweep of `trials` trials × 10 units; returns the root."""
     rng = np.random.default_rng(seed)
-    sweep = os.path.join(root, "bench_sweep")
-    os.makedirs(sweep)
-    _write(os.path.join(sweep, "sweep.json"), json.dumps(_sweep_json("bench_sweep")))
-    _write(os.path.join(sweep, "experiment_state-2026-11-01_00-00-00.json"), "{}")
+    sweep = layout.SweepDir(os.path.join(root, "bench_sweep"))
+    os.makedirs(sweep.root)
+    _write(sweep.sweep_json, json.dumps(_sweep_json("bench_sweep")))
+    _write(sweep.file(f"{layout.STATE_PREFIX}-2026-11-01_00-00-00.json"), "{}")
     for t in range(trials):
-        trial = os.path.join(sweep, f"trial_bench_{t:05d}")
+        trial = sweep.trial(layout.trial_dirname(f"bench_{t:05d}"))
         params = {"learning_rate": float(10 ** rng.uniform(-4, -2)), "hidden_size": int(rng.choice([8, 16, 32, 64]))}
-        os.makedirs(os.path.join(trial, "units"))
-        _write(os.path.join(trial, "params.json"), json.dumps(params))
+        os.makedirs(trial.units)
+        _write(trial.params, json.dumps(params))
         failed = t % 100 == 99
         if failed:
-            _write(os.path.join(trial, "error.txt"), "Traceback ...\nRuntimeError: diverged\n")
+            _write(trial.error, "Traceback ...\nRuntimeError: diverged\n")
         quality = rng.normal(1.5, 0.2)
         for f in range(FOLDS if not failed else FOLDS // 2):
             for s in SEEDS:
@@ -95,8 +96,8 @@ def build_store(root: str, trials: int, seed: int = 0) -> str:
                 values = rng.normal(quality, 0.1, size=2 * len(METRICS))
                 metrics = {f"{split}_{m}": float(v) for (split, m), v in zip(_names(), values)}
                 record = {"fold": f"wf_{f + 1}", "seed": s, "unit": key, "metrics": metrics, "train_seconds": 1.0}
-                os.makedirs(os.path.join(trial, "units", key))
-                _write(os.path.join(trial, "units", key, "record.json"), json.dumps(record))
+                os.makedirs(trial.unit(key).path)
+                _write(trial.unit(key).record, json.dumps(record))
     return root
 
 

@@ -250,15 +250,15 @@ def comparison_text(compare, metric: str) -> str:
 
 def compare_sweeps(storage: str, names: list[str], metric: str, label: str) -> str:
     """Write the cross-model comparison of these sweeps; returns the text to print."""
-    from analysis import files
     from analysis.results import Results
+    from trainables import layout, store
 
     res = Results(storage, sweeps=names)
     compare = res.compare(metric=metric)
-    out = files.join(storage, f"comparison_{label}")
-    files.write_text(files.join(out, "model_comparison.csv"), compare.to_csv(index=False))
-    files.write_text(files.join(out, "model_comparison.json"), store.dumps(compare.to_dict(orient="records")))
-    res.report(files.join(out, "report.md"), metric=metric)
+    out = layout.comparison_dir(storage, label)
+    store.write_text(store.join(out, layout.COMPARISON_CSV), compare.to_csv(index=False))
+    store.write_json(store.join(out, layout.COMPARISON_JSON), compare.to_dict(orient="records"))
+    res.report(store.join(out, layout.REPORT), metric=metric)
     left = [f"  left out (another horizon): {line}" for line in compare.attrs.get("left_out") or []]
     head = (
         f"\nModels compared at a horizon of {compare.attrs.get('horizon')} step(s) on "

@@ -23,7 +23,7 @@ from sweeps.spec import (
     parse_seeds,
     read_config_file,
 )
-from trainables import registry, store
+from trainables import layout, registry, store
 from trainables.data import Columns, DataError
 from trainables.folds import FoldError
 from trainables.unit import EARLY_STOP_ON
@@ -56,7 +56,10 @@ def parser(model: str) -> argparse.ArgumentParser:
     )
     g.add_argument("--max-runs", type=int, help="cap on the number of configurations")
     g.add_argument("--num-samples", type=int, default=20, help="Optuna trials (mode optuna)")
-    g.add_argument("--config", help="sweep JSON file (training_config, param_ranges, folds, seeds, covariates; see docs/sweeping.md)")
+    g.add_argument(
+        "--config",
+        help="sweep JSON file (training_config, param_ranges, folds, seeds, covariates; see docs/sweeping.md)",
+    )
     g.add_argument("--configs", help="JSON list of configurations for --mode priority (e.g. optuna_top_k_configs.json)")
     g.add_argument("--metric", default="val_pct_mae", help="validation metric the robust score is built on")
     g.add_argument(
@@ -311,10 +314,10 @@ def resumed_spec(model: str, args: argparse.Namespace) -> SweepSpec:
     if args.resume == "auto":
         return resume.auto(spec_from_args(model, args))
     name = check_name(args.name) if args.name else _latest_sweep(model, args.storage)
-    path = f"{args.storage.rstrip('/')}/{name}/sweep.json"
-    if not store.exists(path):
-        raise SpecError(f"--resume: nothing to resume at {args.storage}/{name} (no sweep.json)")
-    spec = SweepSpec.from_json(json.loads(store.read_text(path))["spec"])
+    sweep = layout.SweepDir(store.join(args.storage, name))
+    if not sweep.is_sweep():
+        raise SpecError(f"--resume: nothing to resume at {args.storage}/{name} (no {layout.SWEEP_META})")
+    spec = SweepSpec.from_json(sweep.read_meta()["spec"])
     if spec.model != model:
         raise SpecError(f"--resume: sweep {name!r} is a {spec.model} sweep, not {model}")
     return spec.with_(resume=True, address=args.address or spec.address, storage=args.storage)
@@ -322,10 +325,10 @@ def resumed_spec(model: str, args: argparse.Namespace) -> SweepSpec:
 
 def _latest_sweep(model: str, storage: str) -> str:
     best, newest = None, ""
-    for name in store.list_dirs(storage):
-        path = f"{storage.rstrip('/')}/{name}/sweep.json"
-        if store.exists(path):
-            meta = json.loads(store.read_text(path))
+    for name in store.subdirs(storage):
+        sweep = layout.SweepDir(store.join(storage, name))
+        if sweep.is_sweep():
+            meta = sweep.read_meta()
             if meta["spec"]["model"] == model and meta["started"] > newest:
                 best, newest = name, meta["started"]
     if best is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 import threading
@@ -18,7 +17,7 @@ from sweeps import capacity, caveats, imports, merge, provenance, resume
 from sweeps.spec import SpecError, SweepSpec
 from trainables import covariates as cov
 from trainables import folds as fold_mod
-from trainables import registry, store, weights
+from trainables import layout, registry, store, weights
 from trainables.data import DataError, Reading, read_prices, read_universe
 from trainables.features import add_features
 from trainables.folds import Fold
@@ -239,8 +238,7 @@ def _check_target(spec: SweepSpec, folds: tuple[Fold, ...], assets: tuple[str, .
 
 
 def _stored_meta(spec: SweepSpec) -> dict | None:
-    path = f"{spec.sweep_dir}/sweep.json"
-    return json.loads(store.read_text(path)) if store.exists(path) else None
+    return layout.SweepDir(spec.sweep_dir).maybe_read_meta()
 
 
 def quiet_ray() -> None:
@@ -313,7 +311,7 @@ def _record(spec: SweepSpec, prepared: Prepared) -> None:
         "versions": provenance.versions(registry.get(spec.model).distributions),
         "notes": spec.notes,
     }
-    store.write_text(f"{spec.sweep_dir}/sweep.json", store.dumps(meta))
+    layout.SweepDir(spec.sweep_dir).write_meta(meta)
 
 
 def _universe(prepared: Prepared) -> dict:
@@ -324,7 +322,7 @@ def _universe(prepared: Prepared) -> dict:
 
 
 def _trial_dirname(trial) -> str:
-    return f"trial_{trial.trial_id}"
+    return layout.trial_dirname(trial.trial_id)
 
 
 def run(spec: SweepSpec, prepared: Prepared) -> int:
@@ -397,11 +395,8 @@ def _run(spec: SweepSpec, prepared: Prepared, lock) -> int:
         configs = None
         if spec.merge:
             configs = _merge_configs(spec, entry, stored, prior, prepared)
-            store.write_text(
-                f"{path}/sweep.json",
-                store.dumps(
-                    merge.record(_stored_meta(spec), spec, prepared.folds, provenance.git_state(), _universe(prepared))
-                ),
+            layout.SweepDir(path).write_meta(
+                merge.record(_stored_meta(spec), spec, prepared.folds, provenance.git_state(), _universe(prepared))
             )
         else:
             _record(spec, prepared)
@@ -489,7 +484,7 @@ def _new_tuner(spec: SweepSpec, entry, trainable, storage: str, plan, sizing, co
         seed=spec.seed,
         fixed=spec.fixed(entry),
         study_name=spec.name,
-        optuna_storage=os.path.join(storage, spec.name, "optuna_study.db") if "://" not in storage else None,
+        optuna_storage=os.path.join(storage, spec.name, layout.OPTUNA_DB) if "://" not in storage else None,
     )
     callbacks = [TensorBoardLogger(), PrepareReport(search.num_samples, concurrent)]
     if not spec.verbose:

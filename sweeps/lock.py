@@ -18,9 +18,9 @@ import uuid
 from datetime import UTC, datetime
 
 from sweeps.spec import SpecError
-from trainables import store
+from trainables import layout, store
 
-LOCK = "driver.lock"
+LOCK = layout.LOCK
 BEAT_S = 20  # how often the holder rewrites its heartbeat
 STALE_S = 90  # a heartbeat older than this (several missed beats) is a dead driver's
 
@@ -45,7 +45,7 @@ class DriverLock:
     """`with DriverLock(sweep_dir): …` holds the sweep for this process; `taken_over` names a dead holder."""
 
     def __init__(self, sweep_dir: str) -> None:
-        self.path = f"{sweep_dir.rstrip('/')}/{LOCK}"
+        self.path = layout.SweepDir(sweep_dir).lock
         self.me = {
             "host": socket.gethostname(),
             "pid": os.getpid(),

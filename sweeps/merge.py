@@ -8,12 +8,11 @@ units across its trials.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from sweeps.spec import SpecError, SweepSpec
-from trainables import store
+from trainables import layout, store
 from trainables.folds import Fold
 from trainables.ids import config_id, unit_id
 
@@ -124,14 +123,15 @@ def stored_units(sweep_dir: str) -> tuple[list[dict], dict[str, list[dict]]]:
     """The configurations of the sweep's trials, and each configuration's complete unit records."""
     configs: dict[str, dict] = {}
     units: dict[str, dict[tuple, dict]] = {}
-    for name in sorted(store.list_dirs(sweep_dir)):
-        trial = f"{sweep_dir.rstrip('/')}/{name}"
-        if not name.startswith("trial_") or not store.exists(f"{trial}/params.json"):
+    sweep = layout.SweepDir(sweep_dir)
+    for name in sweep.trial_names():
+        trial = sweep.trial(name)
+        if not store.exists(trial.params):
             continue
-        config = json.loads(store.read_text(f"{trial}/params.json"))
+        config = trial.read_params()
         cid = config_id(config)
         configs.setdefault(cid, config)
-        for record in store.read_json_files(f"{trial}/units", "record.json"):
+        for record in trial.finished_records():
             units.setdefault(cid, {}).setdefault(unit_id(record), record)
     return list(configs.values()), {cid: list(by_key.values()) for cid, by_key in units.items()}
 

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from ray.tune import Callback
 
+from trainables import layout
 from trainables.ids import config_id
 
 POLL_S = 1.0
@@ -188,7 +189,7 @@ class Progress(Callback):
         if self.local:
             ids = {t.trial_id: config_id(t.config) for t in trials}
             for trial_id in ids:
-                pattern = os.path.join(self.path, f"trial_{trial_id}", "units", "*", "record.json")
+                pattern = os.path.join(self.path, layout.trial_dirname(trial_id), layout.UNITS, "*", layout.RECORD)
                 for path in sorted(glob.glob(pattern)):
                     if path not in self.seen and self._unit(path, ids[trial_id]):
                         self.seen_by_trial[trial_id] = self.seen_by_trial.get(trial_id, 0) + 1

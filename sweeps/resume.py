@@ -16,13 +16,13 @@ import pyarrow.fs as pafs
 
 from sweeps.merge import RUNTIME, stored_units
 from sweeps.spec import SpecError, SweepSpec
-from trainables import store
+from trainables import layout, store
 from trainables.folds import Fold
 
 # Tune's own file names: tuner.pkl is written when the Tuner is built, an experiment_state file
 # at its first snapshot; Tune can restore only once both exist (tests check these names).
-TUNER_FILE = "tuner.pkl"
-STATE_FILES = "experiment_state-*.json"
+TUNER_FILE = layout.TUNER_FILE
+STATE_FILES = layout.STATE_FILES
 WAY_OUT = "rerun with the stored settings, --merge to grow it, --overwrite to replace it, or another --name"
 
 
@@ -32,7 +32,7 @@ class ResumeError(SpecError):
 
 def restorable(sweep_dir: str) -> bool:
     """Whether `sweep_dir` (local or URI) holds a Tune experiment that Tuner.restore can continue."""
-    if not store.exists(f"{sweep_dir.rstrip('/')}/{TUNER_FILE}"):
+    if not store.exists(layout.SweepDir(sweep_dir).tuner):
         return False
     fs, path = store.filesystem(sweep_dir)
     names = [info.base_name for info in fs.get_file_info(pafs.FileSelector(path))]
@@ -72,19 +72,21 @@ def auto(spec: SweepSpec) -> SweepSpec:
     Raises ResumeError (before anything is written) when the stored sweep differs.
     """
     path = spec.sweep_dir
-    meta_path = f"{path.rstrip('/')}/sweep.json"
+    meta_path = layout.SweepDir(path).sweep_json
     if not store.exists(meta_path):
         if store.exists(path):
             raise ResumeError(
-                f"--resume auto: {path!r} exists but holds no sweep.json (not a sweep of this project): "
+                f"--resume auto: {path!r} exists but holds no {layout.SWEEP_META} (not a sweep of this project): "
                 "use --overwrite or another --name"
             )
         print(f"--resume auto: no sweep stored at {path}; starting it")
         return spec
     try:
-        stored = SweepSpec.from_json(json.loads(store.read_text(meta_path))["spec"])
+        stored = SweepSpec.from_json(store.read_json(meta_path)["spec"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ResumeError(f"--resume auto: {meta_path} is not a sweep.json this version reads ({exc})") from None
+        raise ResumeError(
+            f"--resume auto: {meta_path} is not a {layout.SWEEP_META} this version reads ({exc})"
+        ) from None
     # Through SweepSpec, so a field added since the sweep started compares at its default.
     found = sweep_difference(json.loads(store.dumps(stored.to_json())), spec)
     if found:

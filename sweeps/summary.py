@@ -10,6 +10,7 @@ from ray.tune import Callback
 
 from sweeps import imports
 from sweeps.spec import SweepSpec
+from trainables import layout
 
 # What the report imports on top of the driver's own (~2-3 s of CPU on a small machine).
 REPORT_IMPORTS = (
@@ -58,9 +59,9 @@ class PrepareReport(Callback):
 
 def _names(path: str, art: dict) -> list[str]:
     """The artefacts' paths relative to the sweep directory, report first."""
-    keys = ("report.md", "config_ranking.csv", "sweep_runs.parquet", "best_model.json", "optuna_summary")
+    keys = (layout.REPORT, layout.RANKING, layout.RUNS_PARQUET, layout.BEST_MODEL, "optuna_summary")
     prefix = path.rstrip("/") + "/"
-    return [art[k].removeprefix(prefix) for k in keys if k in art] + ["plots/"]
+    return [art[k].removeprefix(prefix) for k in keys if k in art] + [f"{layout.PLOTS}/"]
 
 
 def describe(spec: SweepSpec, path: str, wall: float) -> str:

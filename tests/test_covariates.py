@@ -69,7 +69,7 @@ def _days(*days: int) -> pd.Series:
 def test_another_assets_close_is_carried_forward_from_the_past_only_and_rows_before_it_are_left_out():
     target = pd.DataFrame({"timestamp": _days(1, 2, 3, 6, 7, 8), "close": [10.0, 11, 12, 13, 14, 15]})
     other = pd.DataFrame({"timestamp": _days(2, 5, 8, 9), "close": [1.0, 2.0, 3.0, 4.0]})
-    out = cov.attach(target, cov.parse("asset:X"), lambda asset: other)
+    out = cov.attach(target, cov.parse("asset:X"), lambda _asset: other)
     # Jan 1 has no value yet: left out. Jan 3 takes Jan 2's; Jan 6 and 7 take Jan 5's (a weekend
     # gap); Jan 8 its own. The value of Jan 9 (later than every row) is never read.
     assert out["timestamp"].tolist() == _days(2, 3, 6, 7, 8).tolist()
@@ -79,18 +79,18 @@ def test_another_assets_close_is_carried_forward_from_the_past_only_and_rows_bef
 
 def test_a_column_gap_takes_the_last_earlier_value_never_a_later_one():
     frame = pd.DataFrame({"timestamp": _days(1, 2, 3, 4), "close": [1.0, 2, 3, 4], "flow": [np.nan, 5.0, np.nan, 7.0]})
-    out = cov.attach(frame, cov.parse("flow"), lambda a: None)
+    out = cov.attach(frame, cov.parse("flow"), lambda _a: None)
     assert out["cov_flow"].tolist() == [5.0, 5.0, 7.0] and out["close"].tolist() == [2.0, 3, 4]
 
 
 def test_a_covariate_at_a_row_never_depends_on_values_after_that_row():
     target = synthetic_prices(60)
     other = synthetic_prices(80, seed=3)
-    base = cov.attach(target, cov.parse("asset:X"), lambda a: other)
+    base = cov.attach(target, cov.parse("asset:X"), lambda _a: other)
     later = other.copy()
     cut = target["timestamp"].iloc[30]
     later.loc[later["timestamp"] > cut, "close"] *= 10
-    moved = cov.attach(target, cov.parse("asset:X"), lambda a: later)
+    moved = cov.attach(target, cov.parse("asset:X"), lambda _a: later)
     upto = base["timestamp"] <= cut
     assert np.array_equal(base.loc[upto, "cov_x"], moved.loc[upto, "cov_x"])
     assert not np.array_equal(base["cov_x"], moved["cov_x"])
@@ -100,11 +100,11 @@ def test_alignment_errors_name_the_covariate_and_the_way_out():
     target = pd.DataFrame({"timestamp": _days(1, 2), "close": [1.0, 2.0], "volume": [0.0, 0.0]})
     aware = pd.DataFrame({"timestamp": _days(1, 2).dt.tz_localize("UTC"), "close": [1.0, 2.0]})
     with pytest.raises(cov.CovariateError, match="'x'.*time zones"):
-        cov.attach(target, cov.parse("asset:X"), lambda a: aware)
+        cov.attach(target, cov.parse("asset:X"), lambda _a: aware)
     with pytest.raises(cov.CovariateError, match="no volume column"):
-        cov.attach(target, cov.parse("volume"), lambda a: None, made_up=("volume",))
+        cov.attach(target, cov.parse("volume"), lambda _a: None, made_up=("volume",))
     with pytest.raises(cov.CovariateError, match="column 'flow' is not in"):
-        cov.attach(target, cov.parse("flow"), lambda a: None)
+        cov.attach(target, cov.parse("flow"), lambda _a: None)
 
 
 # ---------------------------------------------------------------------------- the search axis

@@ -1,4 +1,4 @@
-"""A fifth forecaster registered from test code alone runs through the contract tests and a sweep.
+"""A fifth forecaster registered from test code alone runs through the contract kit and a sweep.
 
 Adding a model must touch only its adapter, its search-space module, its entry script and one
 registry line: here the first two are tests/fifth_model.py, the entry script is `cli.main`.
@@ -10,8 +10,8 @@ import json
 
 import numpy as np
 import pytest
-import test_models as contract
 from conftest import TINY_FOLDS, synthetic_prices
+from contract import AdapterContract, unit_data
 
 from sweeps.cli import main
 from trainables import registry
@@ -19,49 +19,42 @@ from trainables.unit import run_unit
 
 pytestmark = pytest.mark.slow
 NAME = "drift"
+ENTRY = registry.ModelEntry(
+    NAME, "fifth_model:DriftAdapter", "fifth_model", "numpy", "pip install numpy", curve_tags=("val/loss",),
+    no_covariates="a drift of the target alone",
+)  # fmt: skip
 
 
 @pytest.fixture()
 def fifth():
-    registry.register(
-        registry.ModelEntry(
-            NAME, "fifth_model:DriftAdapter", "fifth_model", "numpy", "pip install numpy", curve_tags=("val/loss",)
-        )
-    )
+    registry.register(ENTRY)
     yield NAME
     registry.MODELS.pop(NAME)
 
 
-def test_the_fifth_model_passes_every_contract_test(fifth, tmp_path):
-    contract.test_no_forecast_reads_values_after_its_origin(fifth)
-    contract.test_fit_writes_the_learning_curve_tags_its_registry_entry_declares(fifth, tmp_path / "a")
-    contract.test_a_saved_unit_model_loads_and_forecasts_the_same(fifth, tmp_path / "b")
-    contract.test_same_configuration_fold_and_seed_give_the_same_metrics(fifth, tmp_path / "c")
-    contract.test_train_tail_early_stopping_never_reads_the_val_window(fifth)
+class TestDriftContract(AdapterContract):
+    """Every contract test, on a model the registry knows only while they run."""
+
+    entry = ENTRY
 
 
 def test_a_model_without_a_global_fit_is_refused_global_at_the_door(fifth, tmp_path, capsys):
     assert main(fifth, ["--storage", str(tmp_path / "r"), "--assets", "SPX,NDX", "--fit", "global"]) == 2
     assert f"--fit global is not built for {fifth} yet" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
-    from trainables.adapter import NoGlobalFit
-
-    data = contract._unit_data(synthetic_prices(320))
-    with pytest.raises(NoGlobalFit, match="no global fit"):
-        registry.get(fifth).adapter()({}, seed=0).fit_many({"A": data}, None)
+    assert not (tmp_path / "r").exists()  # the adapter's own NoGlobalFit: the contract kit
 
 
 def test_val_early_stopping_reads_the_val_window_and_train_tail_does_not(fifth, tmp_path):
     """The control of the train-tail contract test: with "val" the same change does move the fit."""
     cls = registry.get(fifth).adapter()
     frame = synthetic_prices(320)
-    data = contract._unit_data(frame)
+    data = unit_data(frame)
     changed = frame.copy()
     changed.loc[data.val.start : data.val.stop - 1, "close"] *= np.linspace(1.0, 1.5, len(data.val))
     shrinks = {}
     for how in ("val", "train-tail"):
         for name, f in (("same", frame), ("changed", changed)):
-            record = run_unit(cls, {}, contract._unit_data(f), 0, str(tmp_path / how / name), None, "cpu", how)
+            record = run_unit(cls, {}, unit_data(f), 0, str(tmp_path / how / name), None, "cpu", how)
             shrinks[how, name] = record["info"]["shrink"]
             assert record["info"]["checkpoint_chosen_on"] == how
     assert shrinks["val", "same"] != shrinks["val", "changed"]

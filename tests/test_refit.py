@@ -196,7 +196,7 @@ def test_refit_on_every_row_stops_where_the_units_did_and_forecasts_tomorrow(mod
 
 def _zero_shot(record: dict, tmp_path, frame: pd.DataFrame) -> None:
     """The record's configuration as zero-shot from local "released" weights (a random tiny model)."""
-    from test_models import save_random_model
+    from contract import save_random_model
 
     (flag, released), weights_dir = save_random_model("chronos2", str(tmp_path / "released")), tmp_path / "zs"
     assert flag == "--pretrained"

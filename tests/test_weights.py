@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
+import contract
 import numpy as np
 import pytest
-import test_models as contract
 from conftest import synthetic_prices
 
 from trainables import foundation, registry, weights
@@ -32,7 +32,7 @@ def _pretrained_config(model: str, directory: str, **extra) -> dict:
 def test_a_zero_shot_unit_stores_a_reference_and_loads_the_same_forecasts(model, tmp_path):
     entry = registry.get(model)
     config = _pretrained_config(model, str(tmp_path / "released"), **entry.spaces().ZERO_SHOT)
-    data = contract._unit_data(synthetic_prices(320))
+    data = contract.unit_data(synthetic_prices(320))
     run_unit(entry.adapter(), config, data, 0, str(tmp_path / "unit"), None)
     saved = tmp_path / "unit" / "model"
     assert not _weight_files(str(saved)) and sum(f.stat().st_size for f in saved.rglob("*")) < 20_000
@@ -51,7 +51,7 @@ def test_a_zero_shot_unit_stores_a_reference_and_loads_the_same_forecasts(model,
 
 def test_kronos_with_only_the_predictor_fine_tuned_refers_to_its_tokenizer(tmp_path):
     config = _pretrained_config("kronos", str(tmp_path / "released"), tokenizer_steps=0, predictor_steps=2)
-    data = contract._unit_data(synthetic_prices(320))
+    data = contract.unit_data(synthetic_prices(320))
     run_unit(registry.get("kronos").adapter(), config, data, 0, str(tmp_path / "unit"), None)
     saved = tmp_path / "unit" / "model"
     meta = foundation.load_meta(str(saved))
@@ -65,7 +65,7 @@ def test_a_chronos2_lora_unit_stores_only_its_adapter(tmp_path):
     from trainables.chronos2 import Chronos2Adapter
 
     config = _pretrained_config("chronos2", str(tmp_path / "released"), finetune_mode="lora", lora_r=4, lora_alpha=8)
-    data = contract._unit_data(synthetic_prices(320))
+    data = contract.unit_data(synthetic_prices(320))
     adapter = Chronos2Adapter(config, seed=0)
     adapter.fit(data, None)
     adapter.save(str(tmp_path / "m"))
@@ -119,7 +119,7 @@ def test_released_weights_are_read_once_per_process_and_each_unit_gets_its_own_c
     config = _pretrained_config(model, str(tmp_path / "released"))
     foundation._PRETRAINED.clear()
     reads = _count_reads(model, monkeypatch)
-    data = contract._unit_data(synthetic_prices(320))
+    data = contract.unit_data(synthetic_prices(320))
     zero_shot = {**config, **entry.spaces().ZERO_SHOT}
     where = np.array([data.test.start, data.test.start + 4])
     first = entry.adapter()(zero_shot, seed=0)
@@ -139,7 +139,7 @@ def test_a_fine_tuned_unit_loads_from_its_own_files_without_entering_the_cache(m
     entry = registry.get(model)
     config = _pretrained_config(model, str(tmp_path / "released"))
     adapter = entry.adapter()(config, seed=0)
-    adapter.fit(contract._unit_data(synthetic_prices(320)), None)
+    adapter.fit(contract.unit_data(synthetic_prices(320)), None)
     adapter.save(str(tmp_path / "unit"))
     assert _weight_files(str(tmp_path / "unit"))
     foundation._PRETRAINED.clear()
@@ -193,7 +193,7 @@ def test_kronos_saves_a_configuration_holding_numpy_scalars(tmp_path):
 
     config = contract.tiny("kronos", context_length=np.int64(64), temperature=np.float32(0.9), predictor_steps=0)
     adapter = KronosAdapter(config, seed=np.int64(3))
-    adapter.fit(contract._unit_data(synthetic_prices(320)), None)
+    adapter.fit(contract.unit_data(synthetic_prices(320)), None)
     adapter.save(str(tmp_path / "m"))
     loaded = KronosAdapter.load(str(tmp_path / "m"))
     assert loaded.config["context_length"] == 64 and abs(loaded.config["temperature"] - 0.9) < 1e-6 and loaded.seed == 3

@@ -31,15 +31,13 @@ import ray
 from ray import tune
 
 from trainables import covariates as cov
-from trainables import registry, store
+from trainables import layout, registry, store
 from trainables.adapter import UnitData
 from trainables.folds import Fold, windows
 from trainables.ids import config_id, unit_id, unit_key
 from trainables.metrics import mode_of
 from trainables.unit import Scoring, run_global_unit, run_unit
 
-PROGRESS = "progress.json"
-RECORD = "record.json"
 # ASHA's clock and value (sweeps.driver). The clock grows across a trial's units: the first unit's
 # optimizer steps, then `fold_time` at each fold's end. Every rung compares one kind of value: the
 # first unit's val loss at the same step (same fold, same seed for every configuration), or the
@@ -159,7 +157,7 @@ def _read_progress(checkpoint: tune.Checkpoint | None) -> list[dict]:
     # Read the file straight from the checkpoint's filesystem (maybe S3): no local copy needed.
     if checkpoint is None:
         return []
-    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{PROGRESS}") as f:
+    with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{layout.PROGRESS}") as f:
         return json.loads(f.read().decode())["units"]
 
 
@@ -264,9 +262,9 @@ def _trial_store(plan: Plan) -> str:
 
 def _log_dir(plan: Plan, key: str) -> str:
     if "://" not in plan.experiment_path:
-        return os.path.join(_trial_store(plan), "tensorboard", key)  # live: straight into the results
+        return layout.TrialDir(_trial_store(plan)).tensorboard(key)  # live: straight into the results
     # Remote storage: write in the trial's working dir; Tune syncs artifacts with checkpoints.
-    return os.path.join(os.getcwd(), "tensorboard", key)
+    return os.path.join(os.getcwd(), layout.TENSORBOARD, key)
 
 
 def unit_data(config: dict, plan: Plan, frame: pd.DataFrame, fold: Fold, asset: str | None = None) -> UnitData:
@@ -280,7 +278,7 @@ def _run_fold(
     config: dict, plan: Plan, frames: dict, fold: Fold, todo: list[tuple[str | None, int]], live: _Live
 ) -> list[dict]:
     """Run the (asset, seed) units `todo` of one fold; each asset's windows are its own rows between the fold's dates."""
-    units = f"{_trial_store(plan)}/units"
+    trial = layout.TrialDir(_trial_store(plan))
     # Seed-free: the first seed's run stands for all of them (its files are small: a weight reference).
     seed_free = plan.entry.adapter().seed_free(config)
     jobs = []  # (asset, seed run, seeds it stands for, data)
@@ -291,7 +289,7 @@ def _run_fold(
         groups = {seeds[0]: seeds} if seed_free and len(seeds) > 1 else {s: [s] for s in seeds}
         jobs += [(asset, seed, group, data) for seed, group in groups.items()]
     key = {(a, s): unit_key(fold.name, s, a) for a, s in todo}
-    dests = [[f"{units}/{key[a, s]}" for s in group] for a, _, group, _ in jobs]
+    dests = [[trial.unit(key[a, s]).path for s in group] for a, _, group, _ in jobs]
     logs = [_log_dir(plan, key[a, s]) for a, s, _, _ in jobs]
     scoring = plan.scoring
     records: dict[int, list[dict]] = {}  # by job: reported in job order whatever order they end in
@@ -307,7 +305,7 @@ def _run_fold(
                 record["asset"] = asset
             if s != seed:
                 record.update(shared_from=key[asset, seed], train_seconds=0.0)
-            store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
+            trial.unit(key[asset, s]).write_record(record)
             records[index].append(record)
 
     if plan.parallel_units > 1:
@@ -334,11 +332,11 @@ def _run_fold(
 
 def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: list[int], live: _Live) -> list[dict]:
     """Run the (fold, seed) global units of `seeds`: per seed one model on every asset, a record per asset."""
-    units = f"{_trial_store(plan)}/units"
+    trial = layout.TrialDir(_trial_store(plan))
     datas = {a: unit_data(config, plan, frames[a], fold, a) for a in plan.assets}
     key = {(a, s): unit_key(fold.name, s, a) for a in plan.assets for s in seeds}
     first = plan.assets[0]
-    dests = {s: {a: f"{units}/{key[a, s]}" for a in plan.assets} for s in seeds}
+    dests = {s: {a: trial.unit(key[a, s]).path for a in plan.assets} for s in seeds}
     logs = {s: _log_dir(plan, key[first, s]) for s in seeds}
     records: dict[int, list[dict]] = {}
 
@@ -348,7 +346,7 @@ def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: 
         for asset, result in by_asset.items():
             record = {"fold": fold.name, "seed": s, "unit": key[asset, s], "asset": asset, **result}
             record["model_in"] = key[result["model_in"], s]  # the unit directory holding the model
-            store.write_text(f"{units}/{key[asset, s]}/{RECORD}", store.dumps(record))
+            trial.unit(key[asset, s]).write_record(record)
             records[s].append(record)
 
     if plan.parallel_units > 1:
@@ -370,7 +368,7 @@ def _run_global_fold(config: dict, plan: Plan, frames: dict, fold: Fold, seeds: 
 
 def finished_units(trial_store: str) -> list[dict]:
     """Records of the units of a trial that completed (their record.json exists)."""
-    return store.read_json_files(f"{trial_store.rstrip('/')}/units", RECORD)
+    return layout.TrialDir(trial_store).finished_records()
 
 
 def train(config: dict[str, Any], plan: Plan, frames: dict[str | None, pd.DataFrame]) -> None:
@@ -408,6 +406,5 @@ def _report(done: list[dict], plan: Plan, fold: str, index: int, live: _Live) ->
     metrics = {**aggregate(done, plan.metric), "folds_done": folds_done, "fold": fold, "fold_index": index}
     metrics.update(live.fold_done(index, metrics["robust_score"]))
     with tempfile.TemporaryDirectory() as out:
-        with open(os.path.join(out, PROGRESS), "w") as f:
-            f.write(store.dumps({"units": done}))
+        store.write_json(os.path.join(out, layout.PROGRESS), {"units": done})
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(out))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables import quantiles
+from trainables import layout, quantiles
 from trainables.adapter import Adapter, UnitData, Window
 from trainables.metrics import METRICS_VERSION, evaluate, in_sample_scale
 from trainables.quantiles import Forecast
@@ -144,7 +144,7 @@ def evaluate_into(
         metrics.update(m)
         tables.append(t)
     os.makedirs(out_dir, exist_ok=True)
-    pd.concat(tables, ignore_index=True).to_parquet(os.path.join(out_dir, "predictions.parquet"), index=False)
+    pd.concat(tables, ignore_index=True).to_parquet(layout.UnitDir(out_dir).predictions, index=False)
     return metrics, scale
 
 
@@ -173,7 +173,7 @@ def run_unit(
         info["checkpoint_chosen_on"] = early_stop_on  # the split the adapter saw as val
     train_seconds = time.perf_counter() - start
     metrics, scale = evaluate_into(adapter, data, out_dir, scoring)
-    adapter.save(os.path.join(out_dir, "model"))
+    adapter.save(layout.UnitDir(out_dir).model)
     return {
         "metrics": metrics,
         "metrics_version": METRICS_VERSION,
@@ -218,5 +218,5 @@ def run_global_unit(
             "model_in": first,
             "info": info,
         }
-    adapter.save(os.path.join(out_dirs[first], "model"))
+    adapter.save(layout.UnitDir(out_dirs[first]).model)
     return records
